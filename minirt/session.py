@@ -1,0 +1,442 @@
+"""InferenceSession: build a plan once, run it many times.
+
+A :class:`Plan` turns a :class:`minirt.ir.Graph` into a flat list of :class:`Step` s. Everything
+that can be decided before the first run is decided here:
+
+- each node's op function is looked up in the registry for the model's opset (an unsupported
+  model fails at load time with ONE error listing every missing op);
+- attributes are bound (checked against the op's signature);
+- every value gets a slot in a list, so running is list indexing, never dict lookups by name;
+- each intermediate is released right after its last use, so peak memory stays low.
+
+Running is then a short loop: gather the step's inputs from their slots, call the op, store
+its outputs, free what is dead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from minirt import registry
+from minirt.dtypes import NP_TO_ONNX, type_name
+from minirt.errors import InputError, MinirtError, NodeError, UnsupportedOpError
+from minirt.ir import Graph, Node, Value
+
+SUPPORT_TABLE = "docs/ops.md (or `minirt ops`)"
+
+
+@dataclass
+class Step:
+    """One node, ready to run: its op function, where its inputs and outputs live, its attributes."""
+
+    fn: Callable
+    inputs: list[int]  # slot of each input; -1 for an absent optional input
+    outputs: list[int]  # slot of each output; -1 for an output nobody named
+    attrs: dict[str, Any]
+    free: list[int]  # slots whose last reader is this step
+    node: Node
+    # graph attributes (If/Loop/Scan bodies): name -> (its plan, slots of its outer names here)
+    subplans: dict[str, tuple[Plan, list[int]]] = field(default_factory=dict)
+    since: int = 1
+
+
+class Plan:
+    """A graph compiled for running: steps over numbered value slots.
+
+    ``outer`` names values that a subgraph reads from the enclosing graph; they become extra
+    inputs that :meth:`bind` fills from the enclosing plan's slots when the subgraph is called.
+    """
+
+    def __init__(self, graph: Graph, outer: Sequence[str] = ()):
+        self.graph = graph
+        check_supported(graph)
+        slot: dict[str, int] = {}
+
+        def slot_of(name: str) -> int:
+            if name not in slot:
+                slot[name] = len(slot)
+            return slot[name]
+
+        self.input_names = [v.name for v in graph.inputs]
+        self.input_slots = [slot_of(n) for n in self.input_names]
+        self.outer_names = list(outer)
+        self.outer_slots = [slot_of(n) for n in self.outer_names]
+        for name in graph.initializers:
+            slot_of(name)
+        self.steps: list[Step] = []
+        for node in graph.nodes:
+            opdef = registry.lookup(node.domain, node.op_type, graph.opsets.get(node.domain, 1))
+            assert opdef is not None  # check_supported guarantees it
+            attrs = {k: v for k, v in node.attrs.items() if not _is_graph(v)}
+            if "num_outputs" in opdef.attributes and "num_outputs" not in attrs and node.op_type == "Split":
+                attrs["num_outputs"] = len(node.outputs)  # Split before opset 18: implied by the node
+            subplans = {}
+            for k, v in node.attrs.items():
+                if _is_graph(v):
+                    sub = Plan(v, outer=sorted(v.outer_names()))
+                    subplans[k] = (sub, [slot_of(n) for n in sub.outer_names])
+            self.steps.append(
+                Step(
+                    fn=opdef.fn,
+                    inputs=[slot_of(i) if i else -1 for i in node.inputs],
+                    outputs=[slot_of(o) if o else -1 for o in node.outputs],
+                    attrs=attrs,
+                    free=[],
+                    node=node,
+                    subplans=subplans,
+                    since=opdef.since,
+                )
+            )
+        self.output_names = [v.name for v in graph.outputs]
+        self.output_slots = [slot_of(n) for n in self.output_names]
+        self.slot = slot
+        self.n_slots = len(slot)
+        # the value list every run starts from: initializers in place, the rest empty
+        self.template: list[Any] = [None] * self.n_slots
+        for name, arr in graph.initializers.items():
+            self.template[slot[name]] = arr
+        self._plan_frees()
+
+    def _plan_frees(self) -> None:
+        """Give each step the slots it reads for the last time (never graph outputs)."""
+        keep = set(self.output_slots)
+        last: dict[int, int] = {}
+        for i, step in enumerate(self.steps):
+            reads = [s for s in step.inputs if s >= 0]
+            for _, outer_slots in step.subplans.values():
+                reads += outer_slots
+            for s in reads:
+                last[s] = i
+            for s in step.outputs:  # an output nobody reads is dead at once
+                if s >= 0:
+                    last.setdefault(s, i)
+        for s, i in last.items():
+            if s not in keep:
+                self.steps[i].free.append(s)
+
+    # ------------------------------------------------------------------ running
+    def execute(self, feeds: Sequence[Any], outer: Sequence[Any] = (), keep_all: bool = False):
+        """Run the steps. ``feeds`` follow ``input_names``; returns the outputs as a list.
+
+        With ``keep_all`` nothing is freed and the full name -> value dict is returned too.
+        """
+        values = self.template.copy()
+        for s, v in zip(self.input_slots, feeds):
+            values[s] = v
+        for s, v in zip(self.outer_slots, outer):
+            values[s] = v
+        for step in self.steps:
+            args = [values[i] if i >= 0 else None for i in step.inputs]
+            attrs = step.attrs
+            if step.subplans:
+                attrs = {**attrs, **{k: sp.bind([values[s] for s in outer])
+                                     for k, (sp, outer) in step.subplans.items()}}
+            try:
+                result = step.fn(*args, **attrs)
+            except MinirtError:
+                raise
+            except Exception as e:  # noqa: BLE001  (any op failure becomes a NodeError that names the node)
+                raise node_error(step, args, e) from e
+            outs = step.outputs
+            if type(result) is tuple:
+                for s, v in zip(outs, result):
+                    if s >= 0:
+                        values[s] = v
+            else:
+                values[outs[0]] = result
+            if not keep_all:
+                for s in step.free:
+                    values[s] = None
+        outputs = [values[s] for s in self.output_slots]
+        if keep_all:
+            return outputs, {name: values[s] for name, s in self.slot.items() if values[s] is not None}
+        return outputs
+
+    def bind(self, outer: list[Any]) -> Callable[..., list]:
+        """A callable running this subgraph, with its outer-scope values already given."""
+
+        def body(*inputs: Any) -> list:
+            return self.execute(inputs, outer)
+
+        return body
+
+
+def _is_graph(v: Any) -> bool:
+    return isinstance(v, Graph) or (isinstance(v, list) and bool(v) and isinstance(v[0], Graph))
+
+
+def check_supported(graph: Graph) -> None:
+    """Raise ONE UnsupportedOpError naming every op (and node) minirt cannot run."""
+    registry._ensure_loaded()
+    missing: dict[tuple[str, str, int], list[str]] = {}
+    bad_attrs: list[str] = []
+
+    def visit(g: Graph) -> None:
+        for node in g.nodes:
+            opset = graph.opsets.get(node.domain, g.opsets.get(node.domain, 0))
+            opdef = registry.lookup(node.domain, node.op_type, opset)
+            if opdef is None:
+                missing.setdefault((node.domain, node.op_type, opset), []).append(node.name)
+            elif not opdef.takes_any_attribute:
+                unknown = sorted(set(node.attrs) - opdef.attributes)
+                if unknown:
+                    bad_attrs.append(
+                        f"  {node.op_type} node {node.name!r}: attribute(s) {unknown} not accepted by "
+                        f"minirt's {node.op_type} (opset {opdef.since}); it knows {sorted(opdef.attributes)}"
+                    )
+            for sg in node.subgraphs():
+                visit(sg)
+
+    visit(graph)
+    if not missing and not bad_attrs:
+        return
+    lines = []
+    for (domain, op_type, opset), names in sorted(missing.items()):
+        known = registry.versions(domain, op_type)
+        where = f"{domain}." if domain else ""
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        if known:
+            why = f"minirt has it from opset {known[0]} only" if opset < known[0] else "version not found"
+        elif opset == 0:
+            why = f"the model does not import domain {domain!r}"
+        else:
+            why = "not implemented"
+        lines.append(f"  {where}{op_type} (opset {opset}): {why} — nodes {shown}")
+    msg = "this model cannot run on minirt:\n" + "\n".join(lines + bad_attrs)
+    msg += f"\nSee the op support table: {SUPPORT_TABLE}."
+    raise UnsupportedOpError(msg)
+
+
+def node_error(step: Step, args: list[Any], e: Exception) -> NodeError:
+    """A NodeError naming the node, its op and what it was given."""
+    node = step.node
+    described = []
+    for name, a in zip(node.inputs, args):
+        described.append(f"{name or '_'}: {describe(a)}")
+    msg = (
+        f"node {node.name!r} ({node.op_type}, opset {step.since}) failed: {type(e).__name__}: {e}\n"
+        f"  inputs: {'; '.join(described) or 'none'}"
+    )
+    if step.attrs:
+        msg += f"\n  attributes: {', '.join(f'{k}={v!r}' for k, v in step.attrs.items())}"
+    return NodeError(msg)
+
+
+def describe(a: Any) -> str:
+    """``float32[1, 3, 224, 224]`` for an array, a short text for anything else."""
+    if isinstance(a, np.ndarray):
+        return f"{a.dtype}[{', '.join(map(str, a.shape))}]"
+    if a is None:
+        return "None"
+    if isinstance(a, list):
+        return f"sequence of {len(a)}"
+    return type(a).__name__
+
+
+# ---------------------------------------------------------------------- public API
+@dataclass
+class NodeArg:
+    """An input or output as onnxruntime describes it: name, shape (ints/strings/None) and type."""
+
+    name: str
+    shape: list[Any]
+    type: str
+    dtype: np.dtype | None = None
+
+    @classmethod
+    def from_value(cls, v: Value) -> NodeArg:
+        if v.dtype is None:
+            t = f"{v.kind}(?)"
+        else:
+            code = NP_TO_ONNX.get(np.dtype(v.dtype), 8)
+            t = _ORT_TYPE_NAMES.get(code, type_name(code))
+            t = f"tensor({t})" if v.kind == "tensor" else f"{v.kind}(tensor({t}))"
+        return cls(v.name, list(v.shape) if v.shape is not None else [], t, v.dtype)
+
+
+_ORT_TYPE_NAMES = {1: "float", 11: "double", 10: "float16", 8: "string"}
+_ORT_TYPE_NAMES.update({c: type_name(c) for c in (2, 3, 4, 5, 6, 7, 9, 12, 13, 16)})
+
+
+class InferenceSession:
+    """Load a model once, run it many times — the same shape as onnxruntime's session.
+
+    >>> sess = minirt.InferenceSession("model.onnx")
+    >>> [logits] = sess.run(None, {"image": x})
+    """
+
+    def __init__(self, model, *, threads: int | None = None):
+        from minirt.frontend.onnx import from_onnx
+
+        self.graph: Graph = model if isinstance(model, Graph) else from_onnx(model)
+        self.threads = threads
+        self._plan = Plan(self.graph)
+        self._inputs = self.graph.feed_inputs()
+        self._required = {v.name for v in self.graph.inputs if v.name not in self.graph.initializers}
+
+    # onnxruntime-compatible introspection
+    def get_inputs(self) -> list[NodeArg]:
+        return [NodeArg.from_value(v) for v in self._inputs]
+
+    def get_outputs(self) -> list[NodeArg]:
+        return [NodeArg.from_value(v) for v in self.graph.outputs]
+
+    def run(self, output_names: Iterable[str] | None, input_feed: Mapping[str, Any], run_options=None) -> list:
+        """Run the model. ``output_names=None`` returns every output, in the graph's order."""
+        outputs, _ = self._run(input_feed, keep_all=False)
+        return self._select(outputs, output_names)
+
+    def run_with_intermediates(self, input_feed: Mapping[str, Any]) -> dict[str, Any]:
+        """Run and return every value the graph computed (name -> array), outputs included."""
+        outputs, env = self._run(input_feed, keep_all=True)
+        env.update(zip(self._plan.output_names, outputs))
+        return env
+
+    def _select(self, outputs: list, output_names: Iterable[str] | None) -> list:
+        if output_names is None:
+            return outputs
+        index = {n: i for i, n in enumerate(self._plan.output_names)}
+        chosen = []
+        for name in output_names:
+            if name not in index:
+                raise InputError(f"unknown output {name!r}: this model's outputs are {list(index)}")
+            chosen.append(outputs[index[name]])
+        return chosen
+
+    def _run(self, input_feed: Mapping[str, Any], keep_all: bool):
+        feeds = self._validate(input_feed)
+        plan = self._plan
+        args = [feeds.get(n, plan.template[s]) for n, s in zip(plan.input_names, plan.input_slots)]
+        if keep_all:
+            outputs, env = plan.execute(args, keep_all=True)
+        else:
+            outputs, env = plan.execute(args), {}
+        return [self._finish(o, feeds) for o in outputs], env
+
+    @staticmethod
+    def _finish(out: Any, feeds: dict[str, Any]) -> Any:
+        """Give the caller an array of its own: never one of minirt's weights or their own feed."""
+        if isinstance(out, np.ndarray):
+            if not out.flags.writeable or any(
+                isinstance(f, np.ndarray) and np.may_share_memory(out, f) for f in feeds.values()
+            ):
+                return out.copy()
+            return out
+        if isinstance(out, np.generic):
+            return np.asarray(out)
+        return out
+
+    # ------------------------------------------------------------------ input checks
+    def _validate(self, input_feed: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(input_feed, Mapping):
+            raise InputError(
+                f"inputs must be a dict of name -> array, got {type(input_feed).__name__}; "
+                f"this model's inputs are {[v.name for v in self._inputs]}"
+            )
+        known = {v.name: v for v in self._inputs}
+        unknown = [n for n in input_feed if n not in known]
+        if unknown:
+            raise InputError(
+                f"unknown input(s) {unknown}: this model's inputs are {list(known)}"
+                + _close_match_hint(unknown, list(known))
+            )
+        missing = [n for n in self._required if n not in input_feed]
+        if missing:
+            raise InputError(
+                f"missing input(s) {sorted(missing)}: "
+                + ", ".join(f"{n} ({known[n].type_str()})" for n in sorted(missing))
+            )
+        feeds: dict[str, Any] = {}
+        symbols: dict[str, tuple[int, str]] = {}
+        for name, x in input_feed.items():
+            v = known[name]
+            if v.kind != "tensor":
+                feeds[name] = x
+                continue
+            if not isinstance(x, np.ndarray):
+                if v.dtype is not None and not isinstance(x, (str, bytes)):
+                    try:
+                        x = np.asarray(x, dtype=v.dtype)
+                    except (TypeError, ValueError) as e:
+                        raise InputError(f"input {name!r}: cannot turn {type(x).__name__} into {v.type_str()}: {e}") from None
+                else:
+                    x = np.asarray(x)
+            _check_dtype(name, v, x)
+            _check_shape(name, v, x, symbols)
+            feeds[name] = x
+        return feeds
+
+
+def _check_dtype(name: str, v: Value, x: np.ndarray) -> None:
+    if v.dtype is None or x.dtype == v.dtype:
+        return
+    if v.dtype == object and x.dtype.kind in "US":
+        return
+    hint = f"pass {name}.astype(np.{v.dtype})"
+    if v.dtype.kind == "f" and x.dtype.kind == "f":
+        hint += f" (NumPy makes float64 by default; the model was exported in {v.dtype})"
+    elif v.dtype.kind in "iu" and x.dtype.kind in "iu":
+        hint += " (token ids and indices are usually int64 in ONNX models)"
+    raise InputError(f"input {name!r}: {x.dtype} given, {v.dtype} expected: {hint}")
+
+
+def _check_shape(name: str, v: Value, x: np.ndarray, symbols: dict[str, tuple[int, str]]) -> None:
+    if v.shape is None:
+        return
+    if x.ndim != len(v.shape):
+        raise InputError(
+            f"input {name!r}: rank {x.ndim} given (shape {list(x.shape)}), rank {len(v.shape)} expected "
+            f"({v.type_str()})" + (
+                "; add the batch dimension with x[None]" if x.ndim + 1 == len(v.shape) else ""
+            )
+        )
+    for axis, (want, got) in enumerate(zip(v.shape, x.shape)):
+        if isinstance(want, int) and want > 0 and want != got:
+            cause = ""
+            if axis == 0 and want == 1:
+                cause = (
+                    "; dim 0 is fixed to 1 in this model, likely at export: feed one sample at a time, "
+                    "or re-export with a dynamic batch axis"
+                )
+            raise InputError(
+                f"input {name!r}: shape {list(x.shape)} given, {v.type_str()} expected: "
+                f"dim {axis} must be {want}, got {got}{cause}"
+            )
+        if isinstance(want, str):
+            if want in symbols and symbols[want][0] != got:
+                size, where = symbols[want]
+                raise InputError(
+                    f"input {name!r}: dim {axis} is {got}, but the symbolic dim {want!r} is {size} "
+                    f"in {where}; every input must agree on {want!r}"
+                )
+            symbols.setdefault(want, (got, f"input {name!r} dim {axis}"))
+
+
+def _close_match_hint(unknown: list[str], known: list[str]) -> str:
+    import difflib
+
+    for u in unknown:
+        m = difflib.get_close_matches(u, known, n=1)
+        if m:
+            return f" (did you mean {m[0]!r}?)"
+    return ""
+
+
+def run(model, inputs: Mapping[str, Any], *, intermediate: bool = False) -> dict[str, Any]:
+    """One-shot inference: load ``model`` (path, bytes, ModelProto), run it, return name -> array.
+
+    With ``intermediate=True`` every value the graph computed is returned too.
+    """
+    sess = model if isinstance(model, InferenceSession) else InferenceSession(model)
+    if intermediate:
+        return sess.run_with_intermediates(inputs)
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, inputs)))
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
