@@ -192,7 +192,7 @@ def DynamicQuantizeLinear(x):
     return y, np.asarray(scale, dtype=x.dtype), np.asarray(zero_point)
 
 
-def _row_zero_point(zp, ndim_a):
+def _row_zero_point(zp):
     """A's zero point: scalar, or per row [M] -> [M, 1] so it broadcasts over K."""
     zp = np.asarray(zp)
     return zp.reshape(-1, 1) if zp.ndim == 1 and zp.size > 1 else zp
@@ -201,7 +201,7 @@ def _row_zero_point(zp, ndim_a):
 @op("MatMulInteger", since=10)
 def MatMulInteger(A, B, a_zero_point=None, b_zero_point=None):
     """Y = (A - a_zero_point) @ (B - b_zero_point) in int32 — https://onnx.ai/onnx/operators/onnx__MatMulInteger.html"""
-    a_zp = None if a_zero_point is None else _row_zero_point(a_zero_point, A.ndim)
+    a_zp = None if a_zero_point is None else _row_zero_point(a_zero_point)
     return _matmul_int32(_widen(A, a_zp), _widen(B, b_zero_point))  # [.., M, K] @ [.., K, N]
 
 
