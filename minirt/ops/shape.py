@@ -361,7 +361,7 @@ def CenterCropPad(input_data, shape, *, axes=None):
 
 
 # --------------------------------------------------------------------------------------------
-# triangles and images
+# triangles
 
 
 @op("Trilu", since=14)
@@ -371,29 +371,3 @@ def Trilu(input, k=None, *, upper=1):
     k = 0 if k is None else int(np.asarray(k).reshape(()))
     return np.triu(input, k) if upper else np.tril(input, k)
 
-
-@op("Col2Im", since=18)
-def Col2Im(input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
-    """Sum column blocks back into an image (inverse of im2col, torch.nn.Fold):
-    [N, C*prod(block), L] -> [N, C, *image_shape] — https://onnx.ai/onnx/operators/onnx__Col2Im.html"""
-    image = as_ints(image_shape)
-    block = as_ints(block_shape)
-    nd = len(image)
-    dilations = dilations or [1] * nd
-    strides = strides or [1] * nd
-    pads = pads or [0] * (2 * nd)
-    n, cb, _ = input.shape
-    c = cb // math.prod(block)
-    padded = [image[d] + pads[d] + pads[d + nd] for d in range(nd)]
-    # number of block positions along each spatial dim
-    counts = [(padded[d] - dilations[d] * (block[d] - 1) - 1) // strides[d] + 1 for d in range(nd)]
-    cols = input.reshape(n, c, *block, *counts)  # [N, C*prod(block), L] -> [N, C, *block, *counts]
-    out = np.zeros((n, c, *padded), dtype=input.dtype)
-    for offset in np.ndindex(*block):  # each position inside the block adds one strided slab
-        window = tuple(
-            slice(offset[d] * dilations[d], offset[d] * dilations[d] + strides[d] * (counts[d] - 1) + 1, strides[d])
-            for d in range(nd)
-        )
-        out[(slice(None), slice(None)) + window] += cols[(slice(None), slice(None)) + offset]
-    crop = tuple(slice(pads[d], pads[d] + image[d]) for d in range(nd))
-    return out[(slice(None), slice(None)) + crop]
