@@ -152,53 +152,53 @@ def Mod(A, B, *, fmod=0):
 @op("Neg", since=6)
 def Neg(X):
     """Y = -X — https://onnx.ai/onnx/operators/onnx__Neg.html"""
-    return np.negative(X)
+    return np.asarray(np.negative(X))
 
 
 @op("Abs", since=6)
 def Abs(X):
     """Y = |X| — https://onnx.ai/onnx/operators/onnx__Abs.html"""
-    return np.abs(X)
+    return np.asarray(np.abs(X))
 
 
 @op("Reciprocal", since=6)
 def Reciprocal(X):
     """Y = 1 / X — https://onnx.ai/onnx/operators/onnx__Reciprocal.html"""
     with np.errstate(divide="ignore"):
-        return np.reciprocal(X)
+        return np.asarray(np.reciprocal(X))
 
 
 @op("Sqrt", since=6)
 def Sqrt(X):
     """Y = sqrt(X) (NaN for X < 0) — https://onnx.ai/onnx/operators/onnx__Sqrt.html"""
     with np.errstate(invalid="ignore"):
-        return np.sqrt(X)
+        return np.asarray(np.sqrt(X))
 
 
 @op("Exp", since=6)
 def Exp(input):
     """output = e ** input — https://onnx.ai/onnx/operators/onnx__Exp.html"""
     with np.errstate(over="ignore"):
-        return np.exp(input)
+        return np.asarray(np.exp(input))
 
 
 @op("Log", since=6)
 def Log(input):
     """output = ln(input) (-inf at 0, NaN below) — https://onnx.ai/onnx/operators/onnx__Log.html"""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(input)
+        return np.asarray(np.log(input))
 
 
 @op("Ceil", since=6)
 def Ceil(X):
     """Y = ceil(X) — https://onnx.ai/onnx/operators/onnx__Ceil.html"""
-    return np.ceil(X)
+    return np.asarray(np.ceil(X))
 
 
 @op("Floor", since=6)
 def Floor(X):
     """Y = floor(X) — https://onnx.ai/onnx/operators/onnx__Floor.html"""
-    return np.floor(X)
+    return np.asarray(np.floor(X))
 
 
 Neg_1 = _with_consumed_inputs(Neg)
@@ -214,13 +214,13 @@ Floor_1 = _with_consumed_inputs(Floor)
 @op("Sign", since=9)
 def Sign(input):
     """output = -1, 0 or 1 as input is negative, zero or positive — https://onnx.ai/onnx/operators/onnx__Sign.html"""
-    return np.sign(input)
+    return np.asarray(np.sign(input))
 
 
 @op("Round", since=11)
 def Round(X):
     """Y = X rounded to the nearest integer, halves to even — https://onnx.ai/onnx/operators/onnx__Round.html"""
-    return np.round(X)
+    return np.asarray(np.round(X))
 
 
 def _erf_f64(x):
@@ -265,73 +265,73 @@ def Erf(input):
 @op("Sin", since=7)
 def Sin(input):
     """output = sin(input) — https://onnx.ai/onnx/operators/onnx__Sin.html"""
-    return np.sin(input)
+    return np.asarray(np.sin(input))
 
 
 @op("Cos", since=7)
 def Cos(input):
     """output = cos(input) — https://onnx.ai/onnx/operators/onnx__Cos.html"""
-    return np.cos(input)
+    return np.asarray(np.cos(input))
 
 
 @op("Tan", since=7)
 def Tan(input):
     """output = tan(input) — https://onnx.ai/onnx/operators/onnx__Tan.html"""
-    return np.tan(input)
+    return np.asarray(np.tan(input))
 
 
 @op("Asin", since=7)
 def Asin(input):
     """output = arcsin(input) (NaN outside [-1, 1]) — https://onnx.ai/onnx/operators/onnx__Asin.html"""
     with np.errstate(invalid="ignore"):
-        return np.arcsin(input)
+        return np.asarray(np.arcsin(input))
 
 
 @op("Acos", since=7)
 def Acos(input):
     """output = arccos(input) (NaN outside [-1, 1]) — https://onnx.ai/onnx/operators/onnx__Acos.html"""
     with np.errstate(invalid="ignore"):
-        return np.arccos(input)
+        return np.asarray(np.arccos(input))
 
 
 @op("Atan", since=7)
 def Atan(input):
     """output = arctan(input) — https://onnx.ai/onnx/operators/onnx__Atan.html"""
-    return np.arctan(input)
+    return np.asarray(np.arctan(input))
 
 
 @op("Sinh", since=9)
 def Sinh(input):
     """output = sinh(input) — https://onnx.ai/onnx/operators/onnx__Sinh.html"""
     with np.errstate(over="ignore"):
-        return np.sinh(input)
+        return np.asarray(np.sinh(input))
 
 
 @op("Cosh", since=9)
 def Cosh(input):
     """output = cosh(input) — https://onnx.ai/onnx/operators/onnx__Cosh.html"""
     with np.errstate(over="ignore"):
-        return np.cosh(input)
+        return np.asarray(np.cosh(input))
 
 
 @op("Asinh", since=9)
 def Asinh(input):
     """output = arcsinh(input) — https://onnx.ai/onnx/operators/onnx__Asinh.html"""
-    return np.arcsinh(input)
+    return np.asarray(np.arcsinh(input))
 
 
 @op("Acosh", since=9)
 def Acosh(input):
     """output = arccosh(input) (NaN below 1) — https://onnx.ai/onnx/operators/onnx__Acosh.html"""
     with np.errstate(invalid="ignore"):
-        return np.arccosh(input)
+        return np.asarray(np.arccosh(input))
 
 
 @op("Atanh", since=9)
 def Atanh(input):
     """output = arctanh(input) (+-inf at +-1, NaN outside) — https://onnx.ai/onnx/operators/onnx__Atanh.html"""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.arctanh(input)
+        return np.asarray(np.arctanh(input))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +444,7 @@ def Xor(A, B):
 @op("Not", since=1)
 def Not(X):
     """Y = not X — https://onnx.ai/onnx/operators/onnx__Not.html"""
-    return np.logical_not(X)
+    return np.asarray(np.logical_not(X))
 
 
 @op("Equal", since=1)
@@ -486,13 +486,15 @@ def Xor_1(A, B, *, axis=None, broadcast=0):
 @op("IsNaN", since=9)
 def IsNaN(X):
     """Y = (X is NaN), bool — https://onnx.ai/onnx/operators/onnx__IsNaN.html"""
-    return np.isnan(X)
+    return np.asarray(np.isnan(X))
 
 
 @op("IsInf", since=10)
 def IsInf(X, *, detect_negative=1, detect_positive=1):
     """Y = (X is +inf and detect_positive) or (X is -inf and detect_negative) — https://onnx.ai/onnx/operators/onnx__IsInf.html"""
-    return (np.isposinf(X) & bool(detect_positive)) | (np.isneginf(X) & bool(detect_negative))
+    positive = np.isposinf(X) & bool(detect_positive)
+    negative = np.isneginf(X) & bool(detect_negative)
+    return np.asarray(positive | negative)
 
 
 @op("Where", since=9)
