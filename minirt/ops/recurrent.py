@@ -35,9 +35,9 @@ _ACTIVATIONS = {
     "thresholdedrelu": (lambda x, a, b: np.where(x > a, x, 0), 1.0, None),
     "scaledtanh": (lambda x, a, b: a * np.tanh(b * x), 1.0, 1.0),
     "hardsigmoid": (lambda x, a, b: np.clip(a * x + b, 0, 1), 0.2, 0.5),
-    "elu": (lambda x, a, b: np.where(x >= 0, x, a * (np.exp(x) - 1)), 1.0, None),
+    "elu": (lambda x, a, b: np.where(x >= 0, x, a * np.expm1(np.minimum(x, 0))), 1.0, None),
     "softsign": (lambda x, a, b: x / (1 + np.abs(x)), None, None),
-    "softplus": (lambda x, a, b: np.log1p(np.exp(x)), None, None),
+    "softplus": (lambda x, a, b: np.logaddexp(0, x), None, None),  # log(1 + e^x), no overflow
 }
 
 
