@@ -185,3 +185,61 @@ def Col2Im(input, image_shape, block_shape, *, dilations=None, pads=None, stride
     y = _col2im(cols, padded, kernel, strides, dilations, blocks)  # -> [N, C, *padded]
     crop = tuple(slice(pads[a], pads[a] + image[a]) for a in range(n))
     return np.ascontiguousarray(y[(Ellipsis,) + crop])  # [N, C, *padded] -> [N, C, *image]
+
+
+# ----------------------------------------------------------------------------- DeformConv
+
+
+def _sample_zero_padded(x, coords):
+    """Multilinear samples of x at fractional pixel coordinates; outside pixels read as 0.
+
+    x [N, G, Cg, *spatial], coords: one [N, G, P] array per spatial axis -> [N, G, Cg, P]
+    """
+    spatial = x.shape[3:]
+    flat = x.reshape(*x.shape[:3], -1)  # [N, G, Cg, *spatial] -> [N, G, Cg, S]
+    lows = [np.floor(c) for c in coords]
+    out = np.zeros(flat.shape[:3] + coords[0].shape[-1:], dtype=np.float64)
+    for corner in itertools.product((0, 1), repeat=len(spatial)):  # the 2^nd surrounding pixels
+        weight = np.ones(coords[0].shape)
+        index = np.zeros(coords[0].shape, dtype=np.intp)
+        inside = np.ones(coords[0].shape, dtype=bool)
+        for c, lo, up, size in zip(coords, lows, corner, spatial):
+            p = lo + up
+            weight = weight * (1 - np.abs(c - p))
+            inside &= (p >= 0) & (p <= size - 1)
+            index = index * size + np.clip(p, 0, size - 1).astype(np.intp)
+        vals = np.take_along_axis(flat, index[:, :, None, :], axis=3)  # [N, G, Cg, P]
+        out += vals * (weight * inside)[:, :, None, :]
+    return out
+
+
+@op("DeformConv", since=19)
+def DeformConv(X, W, offset, B=None, mask=None, *, dilations=None, group=1, kernel_shape=None,
+               offset_group=1, pads=None, strides=None):
+    """Conv whose tap k at output o reads X at o*s - pad + k*d + offset[o, k] (bilinear), times mask[o, k] — https://onnx.ai/onnx/operators/onnx__DeformConv.html"""
+    N, C = X.shape[:2]
+    M = W.shape[0]
+    kernel = list(W.shape[2:])
+    n = len(kernel)
+    strides, dilations = _defaults(X, kernel, strides, dilations)
+    pads = list(pads or [0] * (2 * n))
+    out_shape = list(offset.shape[2:])
+    G, OG, K, L = group, offset_group, math.prod(kernel), math.prod(out_shape)
+
+    off = offset.reshape(N, OG, K, n, L).astype(np.float64)  # [N, OG*K*n, *out] -> [N, OG, K, n, L]
+    grids = np.meshgrid(*[np.arange(k) for k in kernel], *[np.arange(o) for o in out_shape],
+                        indexing="ij")  # 2n arrays of [*kernel, *out]
+    coords = []
+    for a in range(n):  # regular conv sampling position plus the learned offset, per axis
+        base = grids[n + a] * strides[a] - pads[a] + grids[a] * dilations[a]  # [*kernel, *out]
+        coords.append((base.reshape(1, 1, K, L) + off[:, :, :, a]).reshape(N, OG, K * L))
+    xg = X.reshape(N, OG, C // OG, *X.shape[2:])  # [N, C, *in] -> [N, OG, C/OG, *in]
+    cols = _sample_zero_padded(xg, coords).reshape(N, OG, C // OG, K, L)  # [N, OG, C/OG, K, L]
+    if mask is not None:
+        cols = cols * mask.reshape(N, OG, 1, K, L)  # [N, OG*K, *out] -> [N, OG, 1, K, L]
+    cols = cols.reshape(N, G, (C // G) * K, L)  # [N, OG, C/OG, K, L] -> [N, G, C/G*K, L]
+    w = W.reshape(1, G, M // G, (C // G) * K).astype(np.float64)  # [M, C/G, *k] -> [1, G, M/G, C/G*K]
+    y = np.matmul(w, cols).reshape(N, M, *out_shape)  # [N, G, M/G, L] -> [N, M, *out]
+    if B is not None:
+        y = y + B.reshape((1, M) + (1,) * n)  # [M] -> [1, M, 1, ...]
+    return y.astype(X.dtype)

@@ -157,3 +157,63 @@ def MaxRoiPool(X, rois, *, pooled_shape=None, spatial_scale=1.0):
                 if h1 > h0 and w1 > w0:  # an empty cell stays 0
                     Y[r, :, i, j] = X[int(b), :, h0:h1, w0:w1].max(axis=(1, 2))  # [C, h, w] -> [C]
     return Y
+
+
+def _roi_axis(start, bin_size, pooled, grid, size):
+    """Bilinear taps of RoiAlign's sample points along one axis.
+
+    Returns (low, high) indices and their weights, [pooled * grid] each; a sample point more
+    than one pixel outside the image gets zero weights.
+    """
+    t = (np.arange(pooled)[:, None] * bin_size + (np.arange(grid)[None, :] + 0.5) * bin_size / grid)
+    c = (start + t).reshape(-1)  # [pooled * grid] sample coordinates
+    outside = (c < -1.0) | (c > size)
+    c = np.maximum(c, 0.0)
+    low = np.floor(c).astype(np.intp)
+    at_edge = low >= size - 1
+    low = np.where(at_edge, size - 1, low)
+    high = np.where(at_edge, size - 1, low + 1)
+    frac = np.where(at_edge, 0.0, c - low)
+    keep = ~outside
+    return low, high, (1 - frac) * keep, frac * keep
+
+
+@op("RoiAlign", since=16)
+def RoiAlign(X, rois, batch_indices, *, coordinate_transformation_mode="half_pixel", mode="avg",
+             output_height=1, output_width=1, sampling_ratio=0, spatial_scale=1.0):
+    """Y[r, c, i, j] = avg (or max) of bilinear samples of X[batch_r, c] on a regular grid in bin (i, j) of RoI r — https://onnx.ai/onnx/operators/onnx__RoiAlign.html"""
+    H, W = X.shape[2:]
+    C = X.shape[1]
+    offset = 0.5 if coordinate_transformation_mode == "half_pixel" else 0.0
+    Y = np.zeros((rois.shape[0], C, output_height, output_width), dtype=np.float64)
+    for r, (x1, y1, x2, y2) in enumerate(rois.astype(np.float64)):
+        sx, sy = x1 * spatial_scale - offset, y1 * spatial_scale - offset
+        rw, rh = x2 * spatial_scale - offset - sx, y2 * spatial_scale - offset - sy
+        if offset == 0.0:  # the legacy mode forces RoIs to at least one pixel
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        gh = sampling_ratio if sampling_ratio > 0 else math.ceil(rh / output_height)
+        gw = sampling_ratio if sampling_ratio > 0 else math.ceil(rw / output_width)
+        if gh == 0 or gw == 0:
+            continue
+        ylo, yhi, wylo, wyhi = _roi_axis(sy, rh / output_height, output_height, gh, H)
+        xlo, xhi, wxlo, wxhi = _roi_axis(sx, rw / output_width, output_width, gw, W)
+        img = X[int(batch_indices[r])].astype(np.float64)  # [C, H, W]
+        # the four weighted corner terms of every sample point: [C, oh*gh, ow*gw] each
+        corners = [img[:, ys][:, :, xs] * wy[:, None] * wx[None, :]
+                   for ys, wy in ((ylo, wylo), (yhi, wyhi)) for xs, wx in ((xlo, wxlo), (xhi, wxhi))]
+        if mode == "avg":
+            samples = sum(corners).reshape(C, output_height, gh, output_width, gw)
+            Y[r] = samples.mean(axis=(2, 4))  # [C, oh, gh, ow, gw] -> [C, oh, ow]
+        else:  # "max" takes the largest weighted corner, as onnxruntime does
+            samples = np.maximum.reduce(corners).reshape(C, output_height, gh, output_width, gw)
+            Y[r] = samples.max(axis=(2, 4))  # [C, oh, gh, ow, gw] -> [C, oh, ow]
+    return Y.astype(X.dtype)
+
+
+@op("RoiAlign", since=10)
+def RoiAlign_10(X, rois, batch_indices, *, mode="avg", output_height=1, output_width=1,
+                sampling_ratio=0, spatial_scale=1.0):
+    """RoiAlign before opset 16: pixel corners without the half-pixel shift — https://onnx.ai/onnx/operators/onnx__RoiAlign.html"""
+    return RoiAlign(X, rois, batch_indices, coordinate_transformation_mode="output_half_pixel",
+                    mode=mode, output_height=output_height, output_width=output_width,
+                    sampling_ratio=sampling_ratio, spatial_scale=spatial_scale)
