@@ -609,16 +609,46 @@ def _to_e8m0(x, saturate, round_mode):
     return exponent.astype(np.uint8).view(_FLOAT8_E8M0)
 
 
+def _number_to_text(v):
+    """One number as ONNX Runtime prints it: 8 significant digits, INF/-INF/NaN, bools as 1/0."""
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int):
+        return str(v)
+    if np.isnan(v):
+        return "NaN"
+    if np.isinf(v):
+        return "INF" if v > 0 else "-INF"
+    return f"{v:.8g}"
+
+
+def _text_to_number(text, integer):
+    """Parse "3", " 2.5", "1e-5", "INF", "-inf", "NaN" (case-insensitive) as a Python number."""
+    text = str(text).strip()
+    if integer:
+        try:
+            return int(text)
+        except ValueError:
+            return int(float(text))  # "2.7" -> 2: undefined by the spec, truncated here
+    return float(text)
+
+
 def _cast(x, dtype, saturate=1, round_mode="up"):
     """Convert ``x`` to ``dtype`` the ONNX way (strings, float8 saturation, e8m0 rounding)."""
     dtype = np.dtype(dtype)
-    if dtype == object:  # numbers -> their plain decimal text
-        return np.vectorize(str, otypes=[object])(x) if x.size else x.astype(object)
-    if x.dtype == object or x.dtype.kind in "US":  # text -> numbers ("1e-5", "INF", "-inf", "NaN")
-        if dtype.kind in "iub":
-            return np.vectorize(lambda s: int(float(s)) if not str(s).lstrip("+-").isdigit()
-                                else int(s), otypes=[object])(x).astype(dtype)
-        return np.asarray(x, dtype=str).astype(np.float64).astype(dtype)
+    if dtype == object:  # numbers -> text
+        if x.dtype.kind not in "biuf":  # bfloat16, float8 ...: print their float32 value
+            x = x.astype(np.float32)
+        text = [_number_to_text(v) for v in x.reshape(-1).tolist()]
+        return np.array(text, dtype=object).reshape(x.shape)
+    if x.dtype == object or x.dtype.kind in "US":  # text -> numbers
+        if dtype.kind in "iu":
+            values = [_text_to_number(t, integer=True) for t in x.reshape(-1).tolist()]
+            low_bits = [v & 0xFFFFFFFFFFFFFFFF for v in values]  # two's complement, 64 bits
+            # then a C-style narrowing cast: out-of-range values wrap around
+            return np.array(low_bits, dtype=np.uint64).reshape(x.shape).astype(dtype)
+        values = [_text_to_number(t, integer=False) for t in x.reshape(-1).tolist()]
+        return _cast(np.array(values, dtype=np.float64).reshape(x.shape), dtype, saturate, round_mode)
     if dtype == _FLOAT8_E8M0:
         return _to_e8m0(x, saturate, round_mode)
     if dtype in _FLOAT8 and saturate and x.dtype.kind == "f":
