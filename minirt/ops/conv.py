@@ -71,6 +71,8 @@ def _windows(xp, kernel, strides, dilations, out_shape):
 
 def _pad_spatial(x, begin, end, value=0):
     """Pad the trailing len(begin) axes of x with a constant."""
+    if not any(begin) and not any(end):
+        return x  # no copy when there is nothing to pad
     lead = [(0, 0)] * (x.ndim - len(begin))
     return np.pad(x, lead + list(zip(begin, end)), constant_values=value)
 
@@ -102,8 +104,10 @@ def Conv(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     win = win.transpose([0, 1] + list(range(2 + n, 2 + 2 * n)) + list(range(2, 2 + n)))
     cols = win.reshape(N, G, (C // G) * K, L)  # [N, G, C/G*K, L]  (the im2col copy)
     w = W.reshape(1, G, M // G, (C // G) * K)  # [M, C/G, *kernel] -> [1, G, M/G, C/G*K]
+    if X.dtype == np.float16:  # NumPy has no float16 BLAS: multiply (and accumulate) in float32
+        w, cols = w.astype(np.float32), cols.astype(np.float32)
     y = np.matmul(w, cols)  # [1, G, M/G, C/G*K] @ [N, G, C/G*K, L] -> [N, G, M/G, L]
-    y = y.reshape(N, M, *out_shape)  # [N, G, M/G, L] -> [N, M, *out]
+    y = y.reshape(N, M, *out_shape).astype(X.dtype, copy=False)  # [N, G, M/G, L] -> [N, M, *out]
     if B is not None:
         y = y + B.reshape((1, M) + (1,) * n)  # [M] -> [1, M, 1, ...]
     return y
