@@ -53,6 +53,7 @@ def from_onnx(model: ModelLike) -> Graph:
     if proto.functions:
         # model-local functions: inline them, so the runtime only sees primitive ops
         proto = onnx.inliner.inline_local_functions(proto)
+    proto = _with_inferred_shapes(proto)
     opsets = {}
     for o in proto.opset_import:
         opsets[canonical_domain(o.domain)] = int(o.version)
@@ -66,6 +67,18 @@ def from_onnx(model: ModelLike) -> Graph:
         **{p.key: p.value for p in proto.metadata_props},
     }
     return graph
+
+
+def _with_inferred_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Run ONNX's shape inference so the IR (and its printout) knows intermediate shapes.
+
+    Only used for display and checks, never to change results; a model it cannot handle
+    (a custom domain, say) is kept as it is.
+    """
+    try:
+        return onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    except Exception:  # noqa: BLE001  (inference is a convenience, not a requirement)
+        return proto
 
 
 def _graph(g: onnx.GraphProto, opsets: dict[str, int], base_dir: Path | None) -> Graph:

@@ -1,0 +1,33 @@
+"""The official ONNX backend test suite, run through minirt's Backend.
+
+Covers every suite the onnx package ships without network: node (1884 one-op cases, generated
+in memory), real (the "light" ResNet-50, VGG-19, DenseNet-121, Inception v1/v2, SqueezeNet,
+ShuffleNet, AlexNet and ZFNet-512, with expected outputs stored in the package), simple,
+pytorch-converted and pytorch-operator. Exclusions, each with its reason, live in
+``tests/backend_exclusions.py``.
+
+    pytest tests/test_onnx_backend.py -k OnnxBackendNodeModelTest     # one suite
+"""
+
+import os
+import tempfile
+import warnings
+
+import onnx.backend.test
+
+from minirt.backend import MinirtBackend
+
+from backend_exclusions import EXCLUDED
+
+# The light models' inputs are written to $ONNX_HOME/models/light by the runner: keep that out
+# of the user's home folder.
+os.environ.setdefault("ONNX_HOME", os.path.join(tempfile.gettempdir(), "minirt-onnx-home"))
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the node cases' generators warn on purpose (overflow ...)
+    backend_test = onnx.backend.test.BackendTest(MinirtBackend, __name__)
+
+for pattern in EXCLUDED:
+    backend_test.exclude(pattern)
+
+globals().update(backend_test.test_cases)
