@@ -11,7 +11,13 @@ Every op is one function, named as the ONNX spec names it, registered with ``@op
         ...
 
 Dispatch picks the newest version whose ``since`` is <= the model's opset for the op's domain,
-as the ONNX spec does. Inputs arrive positionally (a missing optional input is ``None``);
+as the ONNX spec does.
+
+A fast version of an op (a Numba loop kernel, a BLAS-backed path) registers with ``@kernel``
+under the same (domain, op type, since) as the reference op it speeds up. The session uses the
+kernel when one matches the chosen reference version, unless asked for the reference ops only
+(``InferenceSession(..., kernels=False)``): the reference stays the spec, and tests compare the
+two. Inputs arrive positionally (a missing optional input is ``None``);
 attributes arrive as keyword arguments named as in the spec. An op returns one array, or a
 ``tuple`` of arrays when it has several outputs. Sequences are Python ``list``s.
 """
@@ -45,22 +51,43 @@ class OpDef:
 
 # (domain, op_type) -> list of OpDef, sorted by since (ascending)
 _REGISTRY: dict[tuple[str, str], list[OpDef]] = {}
+# fast versions: (domain, op_type, since) -> OpDef
+_KERNELS: dict[tuple[str, str, int], OpDef] = {}
+
+
+def _opdef(fn: Callable, op_type: str, since: int, domain: str) -> OpDef:
+    sig = inspect.signature(fn)
+    attrs = frozenset(
+        name for name, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+    any_attr = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    return OpDef(canonical_domain(domain), op_type, since, fn, attrs, any_attr)
 
 
 def op(op_type: str, since: int = 1, domain: str = ""):
-    """Register ``fn`` as the implementation of ``op_type`` from opset ``since`` on."""
+    """Register ``fn`` as the reference implementation of ``op_type`` from opset ``since`` on."""
 
     def register(fn: Callable) -> Callable:
-        sig = inspect.signature(fn)
-        attrs = frozenset(
-            name for name, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
-        )
-        any_attr = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
-        key = (canonical_domain(domain), op_type)
-        versions = [d for d in _REGISTRY.get(key, []) if d.since != since]
-        versions.append(OpDef(key[0], op_type, since, fn, attrs, any_attr))
-        versions.sort(key=lambda d: d.since)
+        d = _opdef(fn, op_type, since, domain)
+        key = (d.domain, op_type)
+        versions = [v for v in _REGISTRY.get(key, []) if v.since != since]
+        versions.append(d)
+        versions.sort(key=lambda v: v.since)
         _REGISTRY[key] = versions
+        return fn
+
+    return register
+
+
+def kernel(op_type: str, since: int = 1, domain: str = ""):
+    """Register ``fn`` as a fast version of the reference op registered with the same ``since``.
+
+    Its signature must accept the same inputs and attributes as the reference op.
+    """
+
+    def register(fn: Callable) -> Callable:
+        d = _opdef(fn, op_type, since, domain)
+        _KERNELS[(d.domain, op_type, since)] = d
         return fn
 
     return register
@@ -71,8 +98,12 @@ def register_op(op_type: str, fn: Callable, *, since: int = 1, domain: str = "")
     return op(op_type, since=since, domain=domain)(fn)
 
 
-def lookup(domain: str, op_type: str, opset: int) -> OpDef | None:
-    """The newest registered version of the op with ``since <= opset``, or None."""
+def lookup(domain: str, op_type: str, opset: int, kernels: bool = False) -> OpDef | None:
+    """The newest registered version of the op with ``since <= opset``, or None.
+
+    With ``kernels=True``, the fast version of that same op version when one is registered.
+    """
+    _ensure_loaded()
     versions = _REGISTRY.get((canonical_domain(domain), op_type))
     if not versions:
         return None
@@ -80,7 +111,15 @@ def lookup(domain: str, op_type: str, opset: int) -> OpDef | None:
     for d in versions:
         if d.since <= opset:
             best = d
+    if best is not None and kernels:
+        return _KERNELS.get((best.domain, op_type, best.since), best)
     return best
+
+
+def kernels() -> dict[tuple[str, str, int], Callable]:
+    """Every registered fast version: (domain, op_type, since) -> function."""
+    _ensure_loaded()
+    return {k: d.fn for k, d in sorted(_KERNELS.items())}
 
 
 def versions(domain: str, op_type: str) -> list[int]:
@@ -101,4 +140,5 @@ def _ensure_loaded() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
+        import minirt.kernels  # noqa: F401  (importing registers every fast kernel)
         import minirt.ops  # noqa: F401  (importing registers every op)

@@ -51,7 +51,7 @@ class Plan:
     inputs that :meth:`bind` fills from the enclosing plan's slots when the subgraph is called.
     """
 
-    def __init__(self, graph: Graph, outer: Sequence[str] = ()):
+    def __init__(self, graph: Graph, outer: Sequence[str] = (), kernels: bool = True):
         self.graph = graph
         check_supported(graph)
         slot: dict[str, int] = {}
@@ -69,7 +69,7 @@ class Plan:
             slot_of(name)
         self.steps: list[Step] = []
         for node in graph.nodes:
-            opdef = registry.lookup(node.domain, node.op_type, graph.opsets.get(node.domain, 1))
+            opdef = registry.lookup(node.domain, node.op_type, graph.opsets.get(node.domain, 1), kernels)
             assert opdef is not None  # check_supported guarantees it
             attrs = {k: v for k, v in node.attrs.items() if not _is_graph(v)}
             if "num_outputs" in opdef.attributes and "num_outputs" not in attrs and node.op_type == "Split":
@@ -77,7 +77,7 @@ class Plan:
             subplans = {}
             for k, v in node.attrs.items():
                 if _is_graph(v):
-                    sub = Plan(v, outer=sorted(v.outer_names()))
+                    sub = Plan(v, outer=sorted(v.outer_names()), kernels=kernels)
                     subplans[k] = (sub, [slot_of(n) for n in sub.outer_names])
             self.steps.append(
                 Step(
@@ -269,12 +269,13 @@ class InferenceSession:
     >>> [logits] = sess.run(None, {"image": x})
     """
 
-    def __init__(self, model, *, threads: int | None = None):
+    def __init__(self, model, *, kernels: bool = True, threads: int | None = None):
+        """``kernels=False`` runs the NumPy reference ops only (the spec), never the fast kernels."""
         from minirt.frontend.onnx import from_onnx
 
         self.graph: Graph = model if isinstance(model, Graph) else from_onnx(model)
         self.threads = threads
-        self._plan = Plan(self.graph)
+        self._plan = Plan(self.graph, kernels=kernels)
         self._inputs = self.graph.feed_inputs()
         self._required = {v.name for v in self.graph.inputs if v.name not in self.graph.initializers}
 
