@@ -33,8 +33,9 @@ def Loop(M=None, cond=None, *v_initial, body):
     i = 0
     while keep_going and (max_trip_count is None or i < max_trip_count):
         outputs = body(np.array(i, dtype=np.int64), np.array(keep_going), *carried)
-        if cond is not None:  # without a cond input, the body's cond output is ignored
-            keep_going = _truth(outputs[0])
+        # the spec's pseudo-code ignores the body's cond when the cond input is absent;
+        # onnxruntime (and onnx's reference) stop on it anyway, and so do we
+        keep_going = _truth(outputs[0])
         carried = list(outputs[1:1 + len(carried)])
         scanned.append(outputs[1 + len(carried):])
         i += 1
