@@ -16,6 +16,8 @@ its outputs, free what is dead.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -119,42 +121,67 @@ class Plan:
                 self.steps[i].free.append(s)
 
     # ------------------------------------------------------------------ running
-    def execute(self, feeds: Sequence[Any], outer: Sequence[Any] = (), keep_all: bool = False):
+    def execute(self, feeds: Sequence[Any], outer: Sequence[Any] = (), keep_all: bool = False,
+                observer: Observer | None = None):
         """Run the steps. ``feeds`` follow ``input_names``; returns the outputs as a list.
 
         With ``keep_all`` nothing is freed and the full name -> value dict is returned too.
+        With an ``observer``, its ``before``/``after`` are called around every node (hooks,
+        profiling, verbose printing); without one, the loop below is all that runs.
         """
         values = self.template.copy()
         for s, v in zip(self.input_slots, feeds):
             values[s] = v
         for s, v in zip(self.outer_slots, outer):
             values[s] = v
-        for step in self.steps:
-            args = [values[i] if i >= 0 else None for i in step.inputs]
-            attrs = step.attrs
-            if step.subplans:
-                attrs = {**attrs, **{k: sp.bind([values[s] for s in outer])
-                                     for k, (sp, outer) in step.subplans.items()}}
-            try:
-                result = step.fn(*args, **attrs)
-            except MinirtError:
-                raise
-            except Exception as e:  # noqa: BLE001  (any op failure becomes a NodeError that names the node)
-                raise node_error(step, args, e) from e
-            outs = step.outputs
-            if type(result) is tuple:
-                for s, v in zip(outs, result):
-                    if s >= 0:
-                        values[s] = v
-            else:
-                values[outs[0]] = result
-            if not keep_all:
-                for s in step.free:
-                    values[s] = None
+        if observer is not None:
+            self._execute_observed(values, keep_all, observer)
+        else:
+            for step in self.steps:
+                args = [values[i] if i >= 0 else None for i in step.inputs]
+                result = self._call(step, args, values)
+                outs = step.outputs
+                if type(result) is tuple:
+                    for s, v in zip(outs, result):
+                        if s >= 0:
+                            values[s] = v
+                else:
+                    values[outs[0]] = result
+                if not keep_all:
+                    for s in step.free:
+                        values[s] = None
         outputs = [values[s] for s in self.output_slots]
         if keep_all:
             return outputs, {name: values[s] for name, s in self.slot.items() if values[s] is not None}
         return outputs
+
+    @staticmethod
+    def _call(step: Step, args: list[Any], values: list[Any]) -> Any:
+        """Call one step's op, turning any failure into a NodeError that names the node."""
+        attrs = step.attrs
+        if step.subplans:
+            attrs = {**attrs, **{name: sub.bind([values[s] for s in outer_slots])
+                                 for name, (sub, outer_slots) in step.subplans.items()}}
+        try:
+            return step.fn(*args, **attrs)
+        except MinirtError:
+            raise
+        except Exception as e:  # noqa: BLE001  (any op failure becomes a NodeError naming the node)
+            raise node_error(step, args, e) from e
+
+    def _execute_observed(self, values: list[Any], keep_all: bool, observer: Observer) -> None:
+        for step in self.steps:
+            args = [values[i] if i >= 0 else None for i in step.inputs]
+            observer.before(step.node, args)
+            t0 = time.perf_counter()
+            result = self._call(step, args, values)
+            seconds = time.perf_counter() - t0
+            results = result if type(result) is tuple else (result,)
+            outs = [values_set(values, s, v) for s, v in zip(step.outputs, results)]
+            observer.after(step.node, args, outs, seconds)
+            if not keep_all:
+                for s in step.free:
+                    values[s] = None
 
     def bind(self, outer: list[Any]) -> Callable[..., list]:
         """A callable running this subgraph, with its outer-scope values already given."""
@@ -163,6 +190,70 @@ class Plan:
             return self.execute(inputs, outer)
 
         return body
+
+
+def values_set(values: list[Any], slot: int, v: Any) -> Any:
+    if slot >= 0:
+        values[slot] = v
+    return v
+
+
+class Observer:
+    """Watches a run node by node. Subclass it, or pass ``before``/``after`` callables.
+
+    ``before(node, inputs)`` is called with the node's input arrays; ``after(node, inputs,
+    outputs, seconds)`` with its outputs and the time its op took.
+    """
+
+    _before: Callable | None = None
+    _after: Callable | None = None
+
+    def __init__(self, before: Callable | None = None, after: Callable | None = None):
+        self._before, self._after = before, after
+
+    def before(self, node: Node, inputs: list[Any]) -> None:
+        if self._before is not None:
+            self._before(node, inputs)
+
+    def after(self, node: Node, inputs: list[Any], outputs: list[Any], seconds: float) -> None:
+        if self._after is not None:
+            self._after(node, inputs, outputs, seconds)
+
+
+class _Observers(Observer):
+    """Several observers as one."""
+
+    def __init__(self, observers: list[Observer]):
+        self.observers = observers
+
+    def before(self, node, inputs):
+        for o in self.observers:
+            o.before(node, inputs)
+
+    def after(self, node, inputs, outputs, seconds):
+        for o in self.observers:
+            o.after(node, inputs, outputs, seconds)
+
+
+class VerbosePrinter(Observer):
+    """``verbose=1`` prints each node with its time; ``verbose=2`` adds output shapes and ranges."""
+
+    def __init__(self, level: int, file=None):
+        self.level, self.file = level, file
+
+    def after(self, node, inputs, outputs, seconds):
+        line = f"[minirt] {node.op_type:<20} {node.name:<40} {seconds * 1e3:8.3f} ms"
+        if self.level >= 2:
+            line += "  -> " + ", ".join(_stats(o) for o in outputs)
+        print(line, file=self.file or sys.stderr)
+
+
+def _stats(a: Any) -> str:
+    text = describe(a)
+    if isinstance(a, np.ndarray) and a.size and a.dtype.kind in "fiub":
+        af = a.astype(np.float64, copy=False)
+        text += f" [{af.min():.4g}, {af.max():.4g}]"
+    return text
 
 
 def _is_graph(v: Any) -> bool:
@@ -269,15 +360,34 @@ class InferenceSession:
     >>> [logits] = sess.run(None, {"image": x})
     """
 
-    def __init__(self, model, *, kernels: bool = True, threads: int | None = None):
-        """``kernels=False`` runs the NumPy reference ops only (the spec), never the fast kernels."""
+    def __init__(self, model, *, kernels: bool = True, threads: int | None = None, verbose: int = 0):
+        """``kernels=False`` runs the NumPy reference ops only (the spec), never the fast kernels.
+
+        ``verbose=1`` prints every node as it runs with its time, ``verbose=2`` adds its outputs'
+        shapes and value ranges.
+        """
         from minirt.frontend.onnx import from_onnx
 
         self.graph: Graph = model if isinstance(model, Graph) else from_onnx(model)
         self.threads = threads
         self._plan = Plan(self.graph, kernels=kernels)
+        self._observers: list[Observer] = [VerbosePrinter(verbose)] if verbose else []
         self._inputs = self.graph.feed_inputs()
         self._required = {v.name for v in self.graph.inputs if v.name not in self.graph.initializers}
+
+    # hooks
+    def add_hook(self, before: Callable | None = None, after: Callable | None = None) -> Observer:
+        """Call ``before(node, inputs)`` / ``after(node, inputs, outputs, seconds)`` around every
+        node of every later run. Returns a handle for :meth:`remove_hook`.
+
+        An ``Observer`` instance may be passed as ``before`` to add it as it is.
+        """
+        hook = before if isinstance(before, Observer) else Observer(before, after)
+        self._observers.append(hook)
+        return hook
+
+    def remove_hook(self, hook: Observer) -> None:
+        self._observers.remove(hook)
 
     # onnxruntime-compatible introspection
     def get_inputs(self) -> list[NodeArg]:
@@ -292,8 +402,10 @@ class InferenceSession:
         return self._select(outputs, output_names)
 
     def run_with_intermediates(self, input_feed: Mapping[str, Any]) -> dict[str, Any]:
-        """Run and return every value the graph computed (name -> array), outputs included."""
+        """Run and return every value the graph computed (name -> array): the feeds, every
+        intermediate and the outputs, in the order they were computed (weights are left out)."""
         outputs, env = self._run(input_feed, keep_all=True)
+        env = {k: v for k, v in env.items() if k not in self.graph.initializers}
         env.update(zip(self._plan.output_names, outputs))
         return env
 
@@ -312,10 +424,13 @@ class InferenceSession:
         feeds = self._validate(input_feed)
         plan = self._plan
         args = [feeds.get(n, plan.template[s]) for n, s in zip(plan.input_names, plan.input_slots)]
+        observer = None
+        if self._observers:
+            observer = self._observers[0] if len(self._observers) == 1 else _Observers(list(self._observers))
         if keep_all:
-            outputs, env = plan.execute(args, keep_all=True)
+            outputs, env = plan.execute(args, keep_all=True, observer=observer)
         else:
-            outputs, env = plan.execute(args), {}
+            outputs, env = plan.execute(args, observer=observer), {}
         return [self._finish(o, feeds) for o in outputs], env
 
     @staticmethod
@@ -391,9 +506,7 @@ def _check_shape(name: str, v: Value, x: np.ndarray, symbols: dict[str, tuple[in
     if x.ndim != len(v.shape):
         raise InputError(
             f"input {name!r}: rank {x.ndim} given (shape {list(x.shape)}), rank {len(v.shape)} expected "
-            f"({v.type_str()})" + (
-                "; add the batch dimension with x[None]" if x.ndim + 1 == len(v.shape) else ""
-            )
+            f"({v.type_str()})" + _missing_axis_hint(x.shape, v.shape)
         )
     for axis, (want, got) in enumerate(zip(v.shape, x.shape)):
         if isinstance(want, int) and want > 0 and want != got:
@@ -415,6 +528,17 @@ def _check_shape(name: str, v: Value, x: np.ndarray, symbols: dict[str, tuple[in
                     f"in {where}; every input must agree on {want!r}"
                 )
             symbols.setdefault(want, (got, f"input {name!r} dim {axis}"))
+
+
+def _missing_axis_hint(given: tuple[int, ...], expected: tuple) -> str:
+    """When one axis of size 1 is missing (often the batch or channel axis), say where to add it."""
+    if len(given) + 1 != len(expected):
+        return ""
+    for k in range(len(expected)):
+        candidate = given[:k] + (1,) + given[k:]
+        if all(not isinstance(e, int) or e <= 0 or e == c for e, c in zip(expected, candidate)):
+            return f"; add the missing axis with np.expand_dims(x, {k})"
+    return ""
 
 
 def _close_match_hint(unknown: list[str], known: list[str]) -> str:
