@@ -149,6 +149,8 @@ def ConvTranspose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, k
     if output_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         target = list(output_shape)[-n:] if output_shape is not None else [i * s for i, s in zip(in_shape, strides)]
         total = [f - t for f, t in zip(full, target)]
+        if output_shape is None:  # SAME never pads negatively (as onnxruntime: the output stays `full`)
+            total = [max(0, t) for t in total]
         if auto_pad == "SAME_UPPER":
             begin = [t // 2 for t in total]
         else:  # SAME_LOWER and NOTSET put the larger half first
