@@ -30,7 +30,7 @@ def _erf_inv(p):
     """Inverse error function (Winitzki's approximation, as onnxruntime uses)."""
     sign = np.sign(p)
     x = (1 - p) * (1 + p)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # p outside (-1, 1): NaN, as ORT
         log = np.log(x)
     a = 2 / (np.pi * 0.147) + 0.5 * log
     return sign * np.sqrt(np.sqrt(a * a - log / 0.147) - a)
@@ -255,8 +255,8 @@ def LinearClassifier(X, *, classlabels_ints=None, classlabels_strings=None, coef
         scores = _post_transform(scores, post_transform)
         scores = np.concatenate([(1 - scores) if post_transform == "LOGISTIC" else -scores, scores], axis=1)
         return labels[positive.astype(np.int64)], scores.astype(np.float32)
-    scores = _post_transform(scores, post_transform)
-    return labels[np.argmax(scores, axis=1)], scores.astype(np.float32)
+    label = labels[np.argmax(scores, axis=1)]  # from the raw scores, as onnxruntime does
+    return label, _post_transform(scores, post_transform).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------- SVMs
@@ -326,10 +326,10 @@ def SVMClassifier(X, *, classlabels_ints=None, classlabels_strings=None, coeffic
             decisions.append(d)
             pair += 1
     decisions = np.stack(decisions, axis=1)  # [N, C*(C-1)/2]
+    label = labels[np.argmax(votes, axis=1)]  # the vote decides, even when probabilities are asked for
     if prob_a:
         probs = _pairwise_coupling(decisions, prob_a, prob_b, n_classes)
-        return labels[np.argmax(probs, axis=1)], probs.astype(np.float32)
-    label = labels[np.argmax(votes, axis=1)]
+        return label, probs.astype(np.float32)
     if n_classes == 2:  # onnxruntime reports [-d, d] for the single pair
         decisions = np.concatenate([-decisions, decisions], axis=1)
     return label, _post_transform(decisions, post_transform).astype(np.float32)
@@ -497,8 +497,8 @@ def TreeEnsembleClassifier(X, *, base_values=None, base_values_as_tensor=None, c
             scores = np.stack([-s, s], axis=1)
             label = labels[(s > 0).astype(np.int64)]
         return label, _post_transform(scores, post_transform).astype(np.float32)
-    scores = _post_transform(scores, post_transform)
-    return labels[np.argmax(scores, axis=1)], scores.astype(np.float32)
+    label = labels[np.argmax(scores, axis=1)]  # from the raw scores, as onnxruntime does
+    return label, _post_transform(scores, post_transform).astype(np.float32)
 
 
 @op("TreeEnsemble", since=5, domain=ML)
