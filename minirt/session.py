@@ -544,10 +544,11 @@ def _missing_axis_hint(given: tuple[int, ...], expected: tuple) -> str:
 def _close_match_hint(unknown: list[str], known: list[str]) -> str:
     import difflib
 
+    lowered = {k.lower(): k for k in known}
     for u in unknown:
-        m = difflib.get_close_matches(u, known, n=1)
+        m = difflib.get_close_matches(u.lower(), list(lowered), n=1)
         if m:
-            return f" (did you mean {m[0]!r}?)"
+            return f" (did you mean {lowered[m[0]]!r}?)"
     return ""
 
 
