@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -400,6 +400,40 @@ class InferenceSession:
         """Run the model. ``output_names=None`` returns every output, in the graph's order."""
         outputs, _ = self._run(input_feed, keep_all=False)
         return self._select(outputs, output_names)
+
+    def run_batches(self, data: Any, batch_size: int = 32, *, output_names: Iterable[str] | None = None,
+                    progress: bool | None = None) -> Iterator[list]:
+        """Stream the model over many samples, one batch at a time; yields each batch's outputs.
+
+        ``data`` is one array (split along axis 0 and fed to the model's only input), a dict
+        name -> array (all split along axis 0 together), or any iterable of ready batches
+        (arrays or dicts) such as a generator reading files. A progress bar is drawn on stderr
+        when it is a terminal (``progress=True``/``False`` forces it on/off).
+        """
+        from minirt.tools.progress import Progress
+
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        names = [v.name for v in self._inputs]
+        if isinstance(data, np.ndarray) or isinstance(data, Mapping):
+            arrays = {names[0]: data} if isinstance(data, np.ndarray) else dict(data)
+            if isinstance(data, np.ndarray) and len(names) != 1:
+                raise InputError(f"this model has {len(names)} inputs {names}: pass a dict of arrays")
+            sizes = {k: len(v) for k, v in arrays.items()}
+            if len(set(sizes.values())) > 1:
+                raise InputError(f"every input must have the same number of samples, got {sizes}")
+            total = next(iter(sizes.values()), 0)
+            batches: Iterable[Any] = (
+                {k: v[i:i + batch_size] for k, v in arrays.items()} for i in range(0, total, batch_size)
+            )
+            n_batches: int | None = -(-total // batch_size)
+        else:
+            batches, n_batches = data, (len(data) if hasattr(data, "__len__") else None)
+        with Progress(n_batches, "run_batches", unit="batch", enabled=progress) as bar:
+            for batch in batches:
+                feed = batch if isinstance(batch, Mapping) else {names[0]: batch}
+                yield self.run(output_names, feed)
+                bar.update()
 
     def run_with_intermediates(self, input_feed: Mapping[str, Any]) -> dict[str, Any]:
         """Run and return every value the graph computed (name -> array): the feeds, every

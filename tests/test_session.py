@@ -316,3 +316,33 @@ def test_per_node_overhead_plan_is_lean():
     # every intermediate is freed by the step that reads it last (the feed by the first step)
     assert all(step.free == [step.inputs[0]] for step in plan.steps)
     np.testing.assert_array_equal(sess.run(None, {"v0": np.ones(1, np.float32)})[0], [1])
+
+
+def test_run_batches_over_array_dict_and_generator(affine):
+    sess = minirt.InferenceSession(affine)
+    x = np.random.default_rng(2).standard_normal((10, 3)).astype(np.float32)
+    ys = [y for [y] in sess.run_batches(x, batch_size=4, progress=False)]
+    assert [len(y) for y in ys] == [4, 4, 2]
+    np.testing.assert_allclose(np.concatenate(ys), reference_affine(x), rtol=1e-6)
+    ys = [y for [y] in sess.run_batches({"x": x}, batch_size=10)]
+    assert len(ys) == 1
+    gen = (x[i:i + 5] for i in range(0, 10, 5))
+    assert sum(len(y) for [y] in sess.run_batches(gen)) == 10
+    with pytest.raises(InputError, match="batch_size"):
+        list(sess.run_batches(x, batch_size=0))
+
+
+def test_progress_bar_draws_only_when_enabled():
+    import io
+
+    from minirt.tools.progress import Progress
+
+    buf = io.StringIO()
+    with Progress(3, "work", enabled=True, file=buf) as p:
+        for _ in range(3):
+            p.update()
+    assert "3/3" in buf.getvalue()
+    quiet = io.StringIO()
+    with Progress(3, "work", file=quiet) as p:  # StringIO is not a terminal: silent
+        p.update(3)
+    assert quiet.getvalue() == ""
