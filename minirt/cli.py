@@ -1,4 +1,7 @@
-"""The ``minirt`` command line: info, run, demo, ops.
+"""The ``minirt`` command line: info, run, demo, ops — and the tools' commands.
+
+A module in ``minirt/tools/`` that defines ``add_cli(subparsers)`` adds its own command (its
+parser sets ``func=``, called with the parsed arguments, returning an exit status).
 
     minirt info model.onnx [--ir]
     minirt run model.onnx --input x=x.npy [--save out.npz]
@@ -12,7 +15,9 @@ line and exit with status 2; they never show a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import pkgutil
 import sys
 import time
 from importlib import resources
@@ -45,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("ops", help="the table of supported ops and their opset versions")
     p.set_defaults(func=cmd_ops)
+
+    # the tools (profile, bench, compare ...) add their own commands
+    import minirt.tools
+
+    for mod in pkgutil.iter_modules(minirt.tools.__path__):
+        tool = importlib.import_module(f"minirt.tools.{mod.name}")
+        if hasattr(tool, "add_cli"):
+            tool.add_cli(sub)
 
     args = parser.parse_args(argv)
     try:
