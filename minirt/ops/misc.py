@@ -53,7 +53,7 @@ def Dropout_1(data, *, consumed_inputs=None, is_test=0, ratio=0.5):
 
 
 def _rng(seed):
-    return np.random.default_rng(None if seed is None else int(np.float32(seed).view(np.int32)))
+    return np.random.default_rng(None if seed is None else int(np.float32(seed).view(np.uint32)))
 
 
 @op("RandomNormal", since=1)
