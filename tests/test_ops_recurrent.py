@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import onnx
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
@@ -75,6 +75,8 @@ def _check_against_ort(op_type, inputs, attrs):
     present = tuple(n for n in INPUT_NAMES if n in inputs)
     expected = _ort_session(op_type, present, tuple(sorted(attrs.items())))
     expected = expected.run(None, inputs)
+    # unbounded activation choices (Softplus as a gate ...) can overflow, where inf/nan differ
+    assume(all(np.isfinite(e).all() for e in expected))
     copies = {k: v.copy() for k, v in inputs.items()}
     got = FUNCS[op_type](*[inputs.get(n) for n in INPUT_NAMES[: len(INPUT_NAMES) if op_type == "LSTM" else 6]],
                          **{k: (list(v) if isinstance(v, tuple) else v) for k, v in attrs.items()})

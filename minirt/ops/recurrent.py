@@ -243,3 +243,26 @@ def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=
         return cell
 
     return _recurrent(make_cell, X, [initial_h, initial_c], sequence_lens, direction, layout)
+
+
+# --- opset 1 (and GRU 3): the same ops with an extra `output_sequence` attribute, which only
+# said whether Y is produced; here Y is always computed and the session keeps what it needs ---
+
+
+@op("RNN", since=1)
+def RNN_1(X, W, R, B=None, sequence_lens=None, initial_h=None, *, output_sequence=0, **attributes):
+    """RNN before opset 7 — https://onnx.ai/onnx/operators/onnx__RNN.html#rnn-1"""
+    return RNN(X, W, R, B, sequence_lens, initial_h, **attributes)
+
+
+@op("GRU", since=1)
+def GRU_1(X, W, R, B=None, sequence_lens=None, initial_h=None, *, output_sequence=0, **attributes):
+    """GRU before opset 7 (linear_before_reset from 3) — https://onnx.ai/onnx/operators/onnx__GRU.html#gru-3"""
+    return GRU(X, W, R, B, sequence_lens, initial_h, **attributes)
+
+
+@op("LSTM", since=1)
+def LSTM_1(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
+           output_sequence=0, **attributes):
+    """LSTM before opset 7 — https://onnx.ai/onnx/operators/onnx__LSTM.html#lstm-1"""
+    return LSTM(X, W, R, B, sequence_lens, initial_h, initial_c, P, **attributes)
