@@ -131,7 +131,8 @@ def Pow(X, Y):
         # mixed int/float (or a negative integer exponent): compute in float64, cast back
         with np.errstate(divide="ignore", invalid="ignore"):
             return _same_dtype(np.power(X.astype(np.float64), Y.astype(np.float64)), X)
-    return _same_dtype(np.power(X, Y.astype(X.dtype)), X)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # (-2) ** 0.5 is NaN
+        return _same_dtype(np.power(X, Y.astype(X.dtype)), X)
 
 
 @op("Pow", since=1)
