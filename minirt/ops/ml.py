@@ -417,9 +417,8 @@ class _Forest:
         index = {(t, n): k for k, (t, n) in enumerate(zip(nodes_treeids, nodes_nodeids))}
         self.index = index
         self.trees = sorted(set(nodes_treeids))
-        self.roots = [min(k for (t, n), k in index.items() if t == tree and n == 0) for tree in self.trees] \
-            if all((t, 0) in index for t in self.trees) else \
-            [min(k for (t, _), k in index.items() if t == tree) for tree in self.trees]
+        # each tree's root is its node 0 (or else its first listed node)
+        self.roots = [index[(t, 0)] if (t, 0) in index else list(nodes_treeids).index(t) for t in self.trees]
         self.feature = np.asarray(nodes_featureids, np.int64)
         self.threshold = np.asarray(nodes_values, np.float64)
         self.mode = np.array([_MODES[m] for m in nodes_modes], np.int64)
