@@ -13,6 +13,13 @@ from minirt.session import InferenceSession, run
 __version__ = "0.1.0"
 
 
+def profile(model, inputs=None, **kwargs):
+    """Per-node time, FLOPs, bytes and a roofline summary: see :func:`minirt.tools.profile.profile`."""
+    from minirt.tools.profile import profile as _profile
+
+    return _profile(model, inputs, **kwargs)
+
+
 def load(model):
     """Load an ONNX model (path, bytes or ModelProto) into minirt's IR: a :class:`minirt.ir.Graph`."""
     from minirt.frontend.onnx import from_onnx
@@ -29,6 +36,7 @@ __all__ = [
     "UnsupportedOpError",
     "load",
     "op",
+    "profile",
     "register_op",
     "run",
 ]

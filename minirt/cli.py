@@ -108,16 +108,9 @@ def _bytes(b: float) -> str:
 
 # ---------------------------------------------------------------------- run
 def cmd_run(args) -> int:
-    feeds = {}
-    for item in args.input:
-        if item.endswith(".npz") and "=" not in item:
-            with np.load(item) as z:
-                feeds.update({k: z[k] for k in z.files})
-            continue
-        if "=" not in item:
-            raise ValueError(f"--input expects NAME=FILE.npy, got {item!r}")
-        name, path = item.split("=", 1)
-        feeds[name] = np.load(path)
+    from minirt.tools.inputs import load_inputs
+
+    feeds = load_inputs(args.input)
     sess = minirt.InferenceSession(args.model)
     t0 = time.perf_counter()
     outputs = sess.run(None, feeds)
