@@ -16,19 +16,40 @@ from minirt.registry import op
 # slicing
 
 
+_INT32_MAX = 2**31 - 1
+
+
+def _clamped_slice(start: int, end: int, step: int, dim: int) -> slice:
+    """The spec's clamping: negatives count from the end, then start/end are clamped to
+    [0, dim] (step > 0) or [0, dim-1] / [-1, dim-1] (step < 0, where -1 means "past the front")."""
+    if step == 0:
+        raise ValueError("Slice: steps must not be 0")
+    start = start + dim if start < 0 else start
+    end = end + dim if end < 0 else end
+    if step > 0:
+        return slice(min(max(start, 0), dim), min(max(end, 0), dim), step)
+    if dim == 0:
+        return slice(0, 0)
+    if end >= _INT32_MAX:
+        # exporters write INT_MAX for "no bound"; ORT reads it as "to the front" when stepping
+        # backwards (clamping it to dim-1 as the spec says would give an empty slice)
+        end = -1
+    start = min(max(start, 0), dim - 1)
+    end = min(max(end, -1), dim - 1)
+    return slice(start, None if end == -1 else end, step)  # a Python stop of -1 would mean dim-1
+
+
 @op("Slice", since=10)
 def Slice(data, starts, ends, axes=None, steps=None):
-    """y = data[starts:ends:steps] along axes (clamped like Python slices; INT_MAX means "to the end")
+    """y = data[starts:ends:steps] along axes; out-of-range starts/ends are clamped, INT_MAX means no bound
     — https://onnx.ai/onnx/operators/onnx__Slice.html"""
     starts, ends = as_ints(starts), as_ints(ends)
     axes = list(range(len(starts))) if axes is None else as_ints(axes)
     steps = [1] * len(starts) if steps is None else as_ints(steps)
     index = [slice(None)] * data.ndim
     for start, end, axis, step in zip(starts, ends, axes, steps):
-        if step == 0:
-            raise ValueError("Slice: steps must not be 0")
-        # Python's slice clamps out-of-range starts/ends exactly as the ONNX spec asks
-        index[normalize_axis(axis, data.ndim)] = slice(start, end, step)
+        axis = normalize_axis(axis, data.ndim)
+        index[axis] = _clamped_slice(start, end, step, data.shape[axis])
     return data[tuple(index)]
 
 
