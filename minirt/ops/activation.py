@@ -21,14 +21,14 @@ def _sigmoid(x):
 def _gelu_erf(x):
     """0.5 x (1 + erf(x / sqrt 2)), computed in float64, returned in x's dtype."""
     x64 = x.astype(np.float64)
-    return (0.5 * x64 * (1.0 + _erf_f64(x64 / np.sqrt(2.0)))).astype(x.dtype)
+    return np.asarray(0.5 * x64 * (1.0 + _erf_f64(x64 / np.sqrt(2.0)))).astype(x.dtype)
 
 
 def _gelu_tanh(x):
     """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), computed in float64, returned in x's dtype."""
     x64 = x.astype(np.float64)
     inner = np.sqrt(2.0 / np.pi) * (x64 + 0.044715 * x64**3)
-    return (0.5 * x64 * (1.0 + np.tanh(inner))).astype(x.dtype)
+    return np.asarray(0.5 * x64 * (1.0 + np.tanh(inner))).astype(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
