@@ -41,6 +41,7 @@ class Step:
     attrs: dict[str, Any]
     free: list[int]  # slots whose last reader is this step
     node: Node
+    n_required: int  # outputs the op must return: up to the last one the node names
     # graph attributes (If/Loop/Scan bodies): name -> (its plan, slots of its outer names here)
     subplans: dict[str, tuple[Plan, list[int]]] = field(default_factory=dict)
     since: int = 1
@@ -89,6 +90,7 @@ class Plan:
                     attrs=attrs,
                     free=[],
                     node=node,
+                    n_required=max((k + 1 for k, o in enumerate(node.outputs) if o), default=0),
                     subplans=subplans,
                     since=opdef.since,
                 )
@@ -142,9 +144,13 @@ class Plan:
                 result = self._call(step, args, values)
                 outs = step.outputs
                 if type(result) is tuple:
+                    if len(result) < step.n_required:
+                        raise _too_few_outputs(step, len(result))
                     for s, v in zip(outs, result):
                         if s >= 0:
                             values[s] = v
+                elif step.n_required > 1:
+                    raise _too_few_outputs(step, 1)
                 else:
                     values[outs[0]] = result
                 if not keep_all:
@@ -177,6 +183,8 @@ class Plan:
             result = self._call(step, args, values)
             seconds = time.perf_counter() - t0
             results = result if type(result) is tuple else (result,)
+            if len(results) < step.n_required:
+                raise _too_few_outputs(step, len(results))
             outs = [values_set(values, s, v) for s, v in zip(step.outputs, results)]
             observer.after(step.node, args, outs, seconds)
             if not keep_all:
@@ -189,7 +197,19 @@ class Plan:
         def body(*inputs: Any) -> list:
             return self.execute(inputs, outer)
 
+        # what the body returns, for ops that must build empty outputs without calling it
+        # (a Loop that runs zero times still returns empty scan outputs of the right dtype)
+        body.outputs = self.graph.outputs
         return body
+
+
+def _too_few_outputs(step: Step, got: int) -> NodeError:
+    node = step.node
+    return NodeError(
+        f"node {node.name!r} ({node.op_type}, opset {step.since}) returned {got} output(s) but the node "
+        f"names {step.n_required}: {node.outputs[:step.n_required]}; minirt's {node.op_type} does not "
+        "compute the missing one(s)"
+    )
 
 
 def values_set(values: list[Any], slot: int, v: Any) -> Any:

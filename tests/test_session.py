@@ -346,3 +346,33 @@ def test_progress_bar_draws_only_when_enabled():
     with Progress(3, "work", file=quiet) as p:  # StringIO is not a terminal: silent
         p.update(3)
     assert quiet.getvalue() == ""
+
+
+def test_loop_with_zero_iterations_returns_typed_empty_scan_outputs():
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Cast", ["i"], ["scan"], to=TensorProto.FLOAT)],
+        "body",
+        [vi("i", TensorProto.INT64, []), vi("cond_in", TensorProto.BOOL, [])],
+        [vi("cond_out", TensorProto.BOOL, []), vi("scan", TensorProto.FLOAT, [])],
+    )
+    m = make_model(
+        [helper.make_node("Loop", ["M", ""], ["ys"], body=body)],
+        [vi("M", TensorProto.INT64, [])],
+        [vi("ys", TensorProto.FLOAT, None)],
+    )
+    ys = minirt.run(m, {"M": np.array(0, np.int64)})["ys"]
+    assert ys.shape == (0,) and ys.dtype == np.float32
+    ys = minirt.run(m, {"M": np.array(3, np.int64)})["ys"]
+    np.testing.assert_array_equal(ys, [0, 1, 2])
+
+
+def test_op_returning_too_few_outputs_is_an_error():
+    @minirt.op("TwoOut", since=1, domain="test.too_few")
+    def TwoOut(x):
+        return x  # the node names two outputs
+
+    m = make_model([helper.make_node("TwoOut", ["x"], ["a", "b"], name="t", domain="test.too_few")],
+                   [vi("x", shape=[1])], [vi("a"), vi("b")], extra_opsets=[("test.too_few", 1)])
+    with pytest.raises(NodeError, match="returned 1 output"):
+        minirt.run(m, {"x": np.ones(1, np.float32)})

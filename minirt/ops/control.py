@@ -39,10 +39,19 @@ def Loop(M=None, cond=None, *v_initial, body):
         carried = list(outputs[1:1 + len(carried)])
         scanned.append(outputs[1 + len(carried):])
         i += 1
-    # N.B. with zero iterations the scan outputs cannot be built here: their number and
-    # element type live in the body graph, which this op only sees as a callable.
-    scan_outputs = [np.stack(values) for values in zip(*scanned)]  # each [iterations, ...]
+    if scanned:
+        scan_outputs = [np.stack(values) for values in zip(*scanned)]  # each [iterations, ...]
+    else:  # zero iterations: empty scan outputs, typed as the body declares them
+        declared = getattr(body, "outputs", [])[1 + len(carried):]
+        scan_outputs = [np.empty((0, *_known_dims(v.shape)), dtype=v.dtype or np.float32) for v in declared]
     return (*carried, *scan_outputs)
+
+
+def _known_dims(shape) -> tuple[int, ...]:
+    """The per-iteration shape of a scan output when the body declares it fully, else ()."""
+    if shape and all(isinstance(d, int) for d in shape):
+        return tuple(shape)
+    return ()
 
 
 @op("Scan", since=9)

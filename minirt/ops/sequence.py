@@ -101,8 +101,8 @@ def SequenceMap(input_sequence, *additional_inputs, body):
         # a sequence input contributes its i-th element, a tensor input is passed whole
         extras = [x[i] if isinstance(x, list) else x for x in additional_inputs]
         results.append(body(element, *extras))
-    # N.B. for an empty input_sequence the number of outputs is unknown here (it lives in
-    # the body graph), so no output sequences can be returned.
+    if not results:  # an empty input sequence maps to empty output sequences, one per body output
+        return tuple([] for _ in getattr(body, "outputs", []))
     return tuple(list(values) for values in zip(*results))
 
 
