@@ -7,6 +7,8 @@ int64. Scatter ops never write into their input: they copy it first.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from minirt.ops._common import as_ints, normalize_axis
@@ -72,7 +74,7 @@ def NonZero(X):
     — https://onnx.ai/onnx/operators/onnx__NonZero.html"""
     if X.ndim == 0:  # NumPy refuses 0-d; ORT treats a scalar as one element of a 1-D tensor
         X = X.reshape(1)
-    return np.array(np.nonzero(X), dtype=np.int64).reshape(X.ndim, -1)
+    return np.array(np.nonzero(X), dtype=np.int64)  # [rank, count]
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,23 +104,17 @@ def GatherElements(data, indices, *, axis=0):
     return data[_element_index(indices, axis, data.shape[axis])]
 
 
-def _nd_index(data_shape, indices, batch_dims: int):
-    """(flat batch index, per-dim index arrays) that pick data[b][indices[b, m]] for GatherND/ScatterND."""
-    k = indices.shape[-1]
-    n_batch = int(np.prod(data_shape[:batch_dims], dtype=np.int64))
-    idx = indices.astype(np.int64).reshape(n_batch, -1, k)  # [B.., M.., k] -> [B, M, k]
-    batch = np.arange(n_batch).reshape(n_batch, 1)  # [B, 1], broadcasts against [B, M]
-    return (batch,) + tuple(idx[..., j] for j in range(k))
-
-
 @op("GatherND", since=11)
 def GatherND(data, indices, *, batch_dims=0):
     """y[b.., m..] = data[b.., *indices[b.., m.., :]] — https://onnx.ai/onnx/operators/onnx__GatherND.html"""
     k = indices.shape[-1]
-    out_shape = indices.shape[:-1] + data.shape[batch_dims + k:]
-    flat = data.reshape((-1,) + data.shape[batch_dims:]) if batch_dims else data[np.newaxis]
-    picked = flat[_nd_index(data.shape, indices, batch_dims)]  # [B, M, *data.shape[b+k:]]
-    return picked.reshape(out_shape)
+    n_batch = math.prod(data.shape[:batch_dims])
+    n_lookups = math.prod(indices.shape[batch_dims:-1])
+    flat = data.reshape((n_batch,) + data.shape[batch_dims:])  # [B.., rest] -> [B, rest]
+    idx = indices.astype(np.int64).reshape(n_batch, n_lookups, k)  # [B.., M.., k] -> [B, M, k]
+    batch = np.arange(n_batch).reshape(n_batch, 1)  # [B, 1], broadcasts against [B, M]
+    picked = flat[(batch,) + tuple(idx[..., j] for j in range(k))]  # [B, M, *data.shape[b+k:]]
+    return picked.reshape(indices.shape[:-1] + data.shape[batch_dims + k:])
 
 
 # --------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def Range(start, limit, delta, *, stash_type=1):
     """y[i] = start + i * delta for i < max(ceil((limit - start) / delta), 0)
     — https://onnx.ai/onnx/operators/onnx__Range.html"""
     dtype = np.asarray(start).dtype
-    if stash_type == 1 and dtype.itemsize < 4 and dtype.kind not in "iub":  # float16/bfloat16
+    if stash_type == 1 and dtype in (np_dtype(10), np_dtype(16)):  # float16, bfloat16: count in float32
         y = Range_11(*(np.asarray(v, dtype=np.float32) for v in (start, limit, delta)))
         return y.astype(dtype)
     return Range_11(start, limit, delta)
