@@ -265,3 +265,19 @@ def test_swiglu():
     a = np.array([-1.0, 0.0, 2.0], np.float32)
     b = np.array([3.0, 1.0, 0.5], np.float32)
     np.testing.assert_allclose(L.SwiGLU(a, b), a / (1 + np.exp(-a)) * b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("heads", [(2, 2), (4, 2)])
+def test_linear_attention_linear_rule_is_causal_unnormalized_attention(heads):
+    hq, hkv = heads
+    rng = np.random.default_rng(4)
+    q = rng.standard_normal((2, 5, hq * 3)).astype(np.float32)
+    k = rng.standard_normal((2, 5, hkv * 3)).astype(np.float32)
+    v = rng.standard_normal((2, 5, hkv * 2)).astype(np.float32)
+    y, state = L.LinearAttention(q, k, v, q_num_heads=hq, kv_num_heads=hkv, update_rule="linear")
+    q4, k4, v4 = (L._split_heads(t, h) for t, h in ((q, hq), (k, hkv), (v, hkv)))
+    k4, v4 = np.repeat(k4, hq // hkv, axis=1), np.repeat(v4, hq // hkv, axis=1)
+    scores = np.tril(q4 @ np.swapaxes(k4, -1, -2)) / np.sqrt(3)  # no softmax, causal
+    want = (scores @ v4).transpose(0, 2, 1, 3).reshape(2, 5, -1)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)  # float32, different summation order
+    assert state.shape == (2, hkv, 3, 2) and state.dtype == np.float32

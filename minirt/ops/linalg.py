@@ -214,3 +214,41 @@ def SwiGLU(A, B, *, alpha=1.0):
     """Y = A * sigmoid(alpha * A) * B — https://onnx.ai/onnx/operators/onnx__SwiGLU.html"""
     a = _wide(A)
     return (a / (1 + np.exp(-alpha * a)) * _wide(B)).astype(A.dtype, copy=False)
+
+
+@op("LinearAttention", since=27)
+def LinearAttention(query, key, value, past_state=None, decay=None, beta=None, *, chunk_size=64,
+                    kv_num_heads, q_num_heads, scale=0.0, update_rule="gated_delta"):
+    """Recurrent linear attention, per head a [d_k, d_v] state S updated each step t:
+    S = exp(g_t) S (gated), v_t = beta_t (v_t - S^T k_t) (delta), S += k_t v_t^T; o_t = scale S^T q_t —
+    https://onnx.ai/onnx/operators/onnx__LinearAttention.html  (chunk_size is only a tuning hint)"""
+    B, T, _ = query.shape
+    q = _split_heads(query, q_num_heads).astype(np.float32)  # [B, T, Hq*dk] -> [B, Hq, T, dk]
+    k = _split_heads(key, kv_num_heads).astype(np.float32)  # [B, T, Hkv*dk] -> [B, Hkv, T, dk]
+    v = _split_heads(value, kv_num_heads).astype(np.float32)  # [B, T, Hkv*dv] -> [B, Hkv, T, dv]
+    d_k, d_v = q.shape[-1], v.shape[-1]
+    if decay is not None:  # per head [B, T, Hkv] or per key feature [B, T, Hkv*dk] -> [B, Hkv, T, 1|dk]
+        per_head = decay.shape[-1] == kv_num_heads
+        g = _split_heads(decay, kv_num_heads) if not per_head else decay.transpose(0, 2, 1)[..., None]
+        g = g.astype(np.float32)
+    if beta is not None:
+        b = beta.transpose(0, 2, 1)[..., None].astype(np.float32)  # [B, T, Hkv|1] -> [B, Hkv|1, T, 1]
+    if past_state is None:
+        state = np.zeros((B, kv_num_heads, d_k, d_v), np.float32)
+    else:
+        state = past_state.astype(np.float32)
+    scale = scale or 1 / np.sqrt(d_k)
+    group = q_num_heads // kv_num_heads
+    out = np.zeros((B, q_num_heads, T, d_v), np.float32)
+    for t in range(T):
+        k_t, v_t = k[:, :, t], v[:, :, t]  # [B, Hkv, dk], [B, Hkv, dv]
+        if update_rule in ("gated", "gated_delta"):
+            state = state * np.exp(g[:, :, t])[..., None]  # decay the memory
+        if update_rule in ("delta", "gated_delta"):
+            v_t = b[:, :, t] * (v_t - np.einsum("bhkv,bhk->bhv", state, k_t))  # write only what is new
+        state = state + k_t[..., :, None] * v_t[..., None, :]  # += k_t v_t^T
+        read = np.repeat(state, group, axis=1) if group > 1 else state  # [B, Hkv, ...] -> [B, Hq, ...]
+        out[:, :, t] = scale * np.einsum("bhk,bhkv->bhv", q[:, :, t], read)
+    output = out.transpose(0, 2, 1, 3).reshape(B, T, -1).astype(query.dtype)  # [B, Hq, T, dv] -> [B, T, Hq*dv]
+    state_dtype = query.dtype if past_state is None else past_state.dtype
+    return output, state.astype(state_dtype)
