@@ -34,7 +34,7 @@ def _source_coords(mode, out_len, in_len, scale, roi_start, roi_end):
         offset = in_len / 2 * (1 - out_len / (scale * in_len))  # centre the ROI on the canvas
         return offset + (y + 0.5) / scale - 0.5
     if mode == "pytorch_half_pixel":
-        return (y + 0.5) / scale - 0.5 if exact_len != 1 else np.full(out_len, -0.5)
+        return (y + 0.5) / scale - 0.5 if exact_len != 1 else np.zeros(out_len)  # spec and ORT: 0
     if mode == "align_corners":
         return y * (in_len - 1) / (exact_len - 1) if exact_len != 1 else np.zeros(out_len)
     if mode == "asymmetric":
@@ -253,9 +253,10 @@ def GridSample(X, grid, *, align_corners=0, mode="linear", padding_mode="zeros")
         x = x.astype(np.float64)
         if mode == "nearest":
             x = np.rint(x)  # halves go to even, as PyTorch does
-        if padding_mode == "border":
+        # nearest/linear bring an outside location back in; cubic only folds its taps (as PyTorch)
+        if padding_mode == "border" and mode != "cubic":
             x = np.where((x < lo) | (x > hi), np.clip(x, 0, d - 1), x)
-        elif padding_mode == "reflection":
+        elif padding_mode == "reflection" and mode != "cubic":
             x = _reflect(x, lo, hi)
         pos, w = _grid_taps(x, mode)  # [N, *out, taps]
         if padding_mode == "zeros":
@@ -289,7 +290,7 @@ def AffineGrid(theta, size, *, align_corners=0):
     axes_coords = []
     for d in dims:
         if align_corners:
-            axes_coords.append(np.linspace(-1, 1, d) if d > 1 else np.zeros(1))
+            axes_coords.append(np.linspace(-1, 1, d))  # a single point sits at -1
         else:
             axes_coords.append((np.arange(d) * 2 + 1) / d - 1)
     mesh = np.meshgrid(*axes_coords, indexing="ij")  # nd arrays of [*dims]
