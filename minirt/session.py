@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from minirt import registry
+from minirt.cache import CacheInfo, ResultCache
 from minirt.dtypes import NP_TO_ONNX, type_name
 from minirt.errors import InputError, MinirtError, NodeError, UnsupportedOpError
 from minirt.ir import Graph, Node, Value
@@ -380,8 +381,12 @@ class InferenceSession:
     >>> [logits] = sess.run(None, {"image": x})
     """
 
-    def __init__(self, model, *, kernels: bool = True, threads: int | None = None, verbose: int = 0):
+    def __init__(self, model, *, kernels: bool = True, threads: int | None = None, verbose: int = 0,
+                 cache_size: int = 0):
         """``kernels=False`` runs the NumPy reference ops only (the spec), never the fast kernels.
+
+        ``cache_size=N`` keeps the outputs of the last N distinct inputs (see :mod:`minirt.cache`):
+        a repeated input is answered without running the model; ``cache_info()`` counts hits.
 
         ``verbose=1`` prints every node as it runs with its time, ``verbose=2`` adds its outputs'
         shapes and value ranges.
@@ -392,6 +397,7 @@ class InferenceSession:
         self.threads = threads
         self._plan = Plan(self.graph, kernels=kernels)
         self._observers: list[Observer] = [VerbosePrinter(verbose)] if verbose else []
+        self._cache = ResultCache(cache_size) if cache_size else None
         self._inputs = self.graph.feed_inputs()
         self._required = {v.name for v in self.graph.inputs if v.name not in self.graph.initializers}
 
@@ -418,8 +424,25 @@ class InferenceSession:
 
     def run(self, output_names: Iterable[str] | None, input_feed: Mapping[str, Any], run_options=None) -> list:
         """Run the model. ``output_names=None`` returns every output, in the graph's order."""
-        outputs, _ = self._run(input_feed, keep_all=False)
+        feeds = self._validate(input_feed)
+        if self._cache is None:
+            outputs, _ = self._run(feeds, keep_all=False)
+            return self._select(outputs, output_names)
+        key = ResultCache.key(feeds)
+        outputs = self._cache.get(key) if key is not None else None
+        if outputs is None:
+            outputs, _ = self._run(feeds, keep_all=False)
+            if key is not None:
+                self._cache.put(key, outputs)
         return self._select(outputs, output_names)
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses and size of the result cache (all zero when it is off)."""
+        return self._cache.info() if self._cache is not None else CacheInfo(0, 0, 0, 0)
+
+    def clear_cache(self) -> None:
+        if self._cache is not None:
+            self._cache.clear()
 
     def run_batches(self, data: Any, batch_size: int = 32, *, output_names: Iterable[str] | None = None,
                     progress: bool | None = None) -> Iterator[list]:
@@ -458,7 +481,7 @@ class InferenceSession:
     def run_with_intermediates(self, input_feed: Mapping[str, Any]) -> dict[str, Any]:
         """Run and return every value the graph computed (name -> array): the feeds, every
         intermediate and the outputs, in the order they were computed (weights are left out)."""
-        outputs, env = self._run(input_feed, keep_all=True)
+        outputs, env = self._run(self._validate(input_feed), keep_all=True)
         env = {k: v for k, v in env.items() if k not in self.graph.initializers}
         env.update(zip(self._plan.output_names, outputs))
         return env
@@ -474,8 +497,8 @@ class InferenceSession:
             chosen.append(outputs[index[name]])
         return chosen
 
-    def _run(self, input_feed: Mapping[str, Any], keep_all: bool):
-        feeds = self._validate(input_feed)
+    def _run(self, feeds: dict[str, Any], keep_all: bool):
+        """Run the plan on validated feeds; returns (outputs, every value when keep_all)."""
         plan = self._plan
         args = [feeds.get(n, plan.template[s]) for n, s in zip(plan.input_names, plan.input_slots)]
         observer = None

@@ -376,3 +376,25 @@ def test_op_returning_too_few_outputs_is_an_error():
                    [vi("x", shape=[1])], [vi("a"), vi("b")], extra_opsets=[("test.too_few", 1)])
     with pytest.raises(NodeError, match="returned 1 output"):
         minirt.run(m, {"x": np.ones(1, np.float32)})
+
+
+def test_result_cache_hits_and_isolation(affine):
+    sess = minirt.InferenceSession(affine, cache_size=2)
+    x = np.random.default_rng(3).standard_normal((2, 3)).astype(np.float32)
+    [y1] = sess.run(None, {"x": x})
+    [y2] = sess.run(None, {"x": x.copy()})  # same content, another array: a hit
+    assert sess.cache_info().hits == 1 and sess.cache_info().misses == 1
+    np.testing.assert_array_equal(y1, y2)
+    y2[:] = -1  # mutating what a hit returned must not reach the cache
+    x_alias = x.copy()
+    [y3] = sess.run(None, {"x": x_alias})
+    np.testing.assert_allclose(y3, reference_affine(x), rtol=1e-6)
+    for i in range(3):  # evicts x (LRU, 2 entries)
+        sess.run(None, {"x": x + i + 1})
+    sess.run(None, {"x": x})
+    info = sess.cache_info()
+    assert (info.hits, info.misses, info.size, info.max_size) == (2, 5, 2, 2)
+    assert 0 < info.hit_rate < 1
+    sess.clear_cache()
+    assert sess.cache_info().size == 0
+    assert minirt.InferenceSession(affine).cache_info().max_size == 0
