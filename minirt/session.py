@@ -15,6 +15,7 @@ its outputs, free what is dead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -385,6 +386,8 @@ class InferenceSession:
                  cache_size: int = 0):
         """``kernels=False`` runs the NumPy reference ops only (the spec), never the fast kernels.
 
+        ``threads=N`` caps the threads BLAS and Numba kernels use during a run (default: all cores).
+
         ``cache_size=N`` keeps the outputs of the last N distinct inputs (see :mod:`minirt.cache`):
         a repeated input is answered without running the model; ``cache_info()`` counts hits.
 
@@ -394,7 +397,10 @@ class InferenceSession:
         from minirt.frontend.onnx import from_onnx
 
         self.graph: Graph = model if isinstance(model, Graph) else from_onnx(model)
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         self.threads = threads
+        self._pools = None  # threadpoolctl controller, made on first use
         self._plan = Plan(self.graph, kernels=kernels)
         self._observers: list[Observer] = [VerbosePrinter(verbose)] if verbose else []
         self._cache = ResultCache(cache_size) if cache_size else None
@@ -504,11 +510,31 @@ class InferenceSession:
         observer = None
         if self._observers:
             observer = self._observers[0] if len(self._observers) == 1 else _Observers(list(self._observers))
-        if keep_all:
-            outputs, env = plan.execute(args, keep_all=True, observer=observer)
-        else:
-            outputs, env = plan.execute(args, observer=observer), {}
+        with self._thread_limit():
+            if keep_all:
+                outputs, env = plan.execute(args, keep_all=True, observer=observer)
+            else:
+                outputs, env = plan.execute(args, observer=observer), {}
         return [self._finish(o, feeds) for o in outputs], env
+
+    @contextlib.contextmanager
+    def _thread_limit(self):
+        """With ``threads=N``: BLAS (via threadpoolctl) and Numba use at most N threads in a run."""
+        if not self.threads:
+            yield
+            return
+        import numba
+        from threadpoolctl import ThreadpoolController
+
+        if self._pools is None:
+            self._pools = ThreadpoolController()  # finds the BLAS libraries once per session
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            with self._pools.limit(limits=self.threads, user_api="blas"):
+                yield
+        finally:
+            numba.set_num_threads(before)
 
     @staticmethod
     def _finish(out: Any, feeds: dict[str, Any]) -> Any:

@@ -398,3 +398,16 @@ def test_result_cache_hits_and_isolation(affine):
     sess.clear_cache()
     assert sess.cache_info().size == 0
     assert minirt.InferenceSession(affine).cache_info().max_size == 0
+
+
+def test_threads_option_limits_blas_during_a_run(affine):
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    sess = minirt.InferenceSession(affine, threads=1)
+    sess.add_hook(after=lambda *a: seen.append([p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]))
+    [y] = sess.run(None, {"x": np.ones((2, 3), np.float32)})
+    np.testing.assert_allclose(y, reference_affine(np.ones((2, 3), np.float32)))
+    assert seen and all(n == [1] * len(n) for n in seen)
+    with pytest.raises(ValueError, match="threads"):
+        minirt.InferenceSession(affine, threads=0)
