@@ -126,8 +126,8 @@ def test_scatter_nd(shape, seed, reduction, data):
 
 
 @SETTINGS
-@given(st.integers(1, 3), st.integers(1, 3), st.integers(2, 6), st.integers(1, 4), st.sampled_from(["linear", "circular"]),
-       st.booleans(), seeds, st.data())
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(2, 6), st.integers(1, 4),
+       st.sampled_from(["linear", "circular"]), st.booleans(), seeds, st.data())
 def test_tensor_scatter(batch, heads, max_len, dim, mode, with_indices, seed, data):
     rng = np.random.default_rng(seed)
     past = rng.standard_normal((batch, heads, max_len, dim)).astype(np.float32)

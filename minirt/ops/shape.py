@@ -55,7 +55,8 @@ def Size(data):
 
 @op("ConstantOfShape", since=9)
 def ConstantOfShape(input, *, value=None):
-    """y = full(input, value), value defaults to float32 0 — https://onnx.ai/onnx/operators/onnx__ConstantOfShape.html"""
+    """y = full(input, value), value defaults to float32 0
+    — https://onnx.ai/onnx/operators/onnx__ConstantOfShape.html"""
     if value is None:
         value = np.zeros(1, dtype=np.float32)
     value = np.asarray(value)
@@ -64,7 +65,8 @@ def ConstantOfShape(input, *, value=None):
 
 @op("EyeLike", since=9)
 def EyeLike(input, *, dtype=None, k=0):
-    """y[i, j] = 1 if j - i == k else 0, shaped like the 2-D input — https://onnx.ai/onnx/operators/onnx__EyeLike.html"""
+    """y[i, j] = 1 if j - i == k else 0, shaped like the 2-D input
+    — https://onnx.ai/onnx/operators/onnx__EyeLike.html"""
     out_dtype = input.dtype if dtype is None else np_dtype(dtype)
     rows, cols = input.shape
     return np.eye(rows, cols, k=k, dtype=out_dtype)
@@ -118,7 +120,8 @@ def Reshape_1(data, *, shape=(), consumed_inputs=None):
 
 @op("Flatten", since=1)
 def Flatten(input, *, axis=1):
-    """y = input as 2-D: [prod(shape[:axis]), prod(shape[axis:])] — https://onnx.ai/onnx/operators/onnx__Flatten.html"""
+    """y = input as 2-D: [prod(shape[:axis]), prod(shape[axis:])]
+    — https://onnx.ai/onnx/operators/onnx__Flatten.html"""
     axis = normalize_axis(axis, input.ndim)
     outer = math.prod(input.shape[:axis])
     inner = math.prod(input.shape[axis:])
