@@ -107,7 +107,7 @@ def ConvInteger(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET"
     out_shape, begin, _, _ = _window_pads(xs.shape[2:], ws.shape[2:], st, dl, pd, auto_pad)
     if min(out_shape) <= 0:
         return ConvInteger_reference(x, w, x_zero_point, w_zero_point, **args)
-    w_zp = None if w_zero_point is None else _channel_zero_point(w_zero_point, w.ndim)
+    w_zp = None if w_zero_point is None else _channel_zero_point(w_zero_point, ws.ndim)
     xf = _widen_f32(xs, x_zero_point)  # x - x_zp: zero padding now means "pad with x_zero_point"
     wf = _widen_f32(ws, w_zp)
     chunk = _chunk(_bound(x.dtype, x_zero_point), _bound(w.dtype, w_zero_point))

@@ -1,0 +1,330 @@
+"""Fast kernels (minirt/kernels) against their NumPy reference ops: the reference is the spec.
+
+Float kernels must agree to float32 rounding; the int8 kernels must be bit-exact.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+import minirt
+from minirt.kernels import conv as kconv
+from minirt.kernels import matmul as kmatmul
+from minirt.kernels import norm as knorm
+from minirt.kernels import pool as kpool
+from minirt.kernels import quant as kquant
+from minirt.kernels import softmax as ksoftmax
+from minirt.ops import conv as rconv
+from minirt.ops import linalg as rlinalg
+from minirt.ops import norm as rnorm
+from minirt.ops import pool as rpool
+from minirt.ops import quant as rquant
+
+SETTINGS = settings(deadline=None, max_examples=20)
+
+
+def _rand(rng, shape, dtype=np.float32):
+    return rng.uniform(-1, 1, shape).astype(dtype)
+
+
+def _close(got, want, tol=1e-4):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+# ----------------------------------------------------------------------------- Conv
+
+
+@st.composite
+def conv_configs(draw):
+    nd = draw(st.integers(1, 2))
+    auto_pad = draw(st.sampled_from(["NOTSET", "NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    kernel = [draw(st.integers(1, 3)) for _ in range(nd)]
+    strides = [draw(st.integers(1, 3)) for _ in range(nd)]
+    dilations = [draw(st.integers(1, 2)) for _ in range(nd)]
+    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    spatial = [draw(st.integers(e, e + 6)) for e in extent]
+    pads = [draw(st.integers(0, e - 1)) for e in extent] * 2
+    group = draw(st.sampled_from([1, 2, "depthwise"]))
+    cg = draw(st.integers(1, 3))
+    C = cg * (2 if group == 2 else 1) if group != "depthwise" else draw(st.integers(2, 4))
+    G = C if group == "depthwise" else group
+    M = G * draw(st.integers(1, 3))
+    N = draw(st.integers(1, 2))
+    attrs = dict(auto_pad=auto_pad, strides=strides, dilations=dilations, group=G)
+    if auto_pad == "NOTSET":
+        attrs["pads"] = pads
+    return N, C, spatial, M, G, kernel, draw(st.booleans()), attrs, draw(st.integers(0, 2**31))
+
+
+@SETTINGS
+@given(conv_configs())
+def test_conv_kernel_matches_reference(cfg):
+    N, C, spatial, M, G, kernel, bias, attrs, seed = cfg
+    rng = np.random.default_rng(seed)
+    X, W = _rand(rng, (N, C, *spatial)), _rand(rng, (M, C // G, *kernel))
+    B = _rand(rng, (M,)) if bias else None
+    _close(kconv.Conv(X, W, B, **attrs), rconv.Conv(X, W, B, **attrs))
+
+
+@SETTINGS
+@given(conv_configs())
+def test_conv_loops_matches_reference(cfg):
+    """The teaching kernel, 2-D with explicit pads."""
+    N, C, spatial, M, G, kernel, _, attrs, seed = cfg
+    if len(spatial) == 1:
+        spatial, kernel = [1] + spatial, [1] + kernel
+        attrs = dict(attrs, strides=[1] + attrs["strides"], dilations=[1] + attrs["dilations"])
+    attrs = dict(attrs, auto_pad="NOTSET", pads=attrs.get("pads", [0] * 4)[:1] * 4)
+    rng = np.random.default_rng(seed)
+    X, W, B = _rand(rng, (N, C, *spatial)), _rand(rng, (M, C // G, *kernel)), _rand(rng, (M,))
+    want = rconv.Conv(X, W, B, **attrs)
+    got = np.empty_like(want)
+    (sh, sw), (dh, dw), p = attrs["strides"], attrs["dilations"], attrs["pads"][0]
+    kconv.conv_loops(X, W, B, got, sh, sw, p, p, dh, dw, G)
+    _close(got, want)
+
+
+def test_conv_big_shapes_and_fallbacks():
+    rng = np.random.default_rng(0)
+    X, W, B = _rand(rng, (1, 64, 28, 28)), _rand(rng, (128, 64, 1, 1)), _rand(rng, (128,))
+    _close(kconv.Conv(X, W, B), rconv.Conv(X, W, B), 1e-3)  # 1x1: the direct GEMM path
+    W3 = _rand(rng, (32, 64, 3, 3))
+    _close(kconv.Conv(X, W3, pads=[1, 1, 1, 1], strides=[2, 2]), rconv.Conv(X, W3, pads=[1, 1, 1, 1], strides=[2, 2]), 1e-3)
+    X3, W3d = _rand(rng, (1, 2, 4, 5, 6)), _rand(rng, (3, 2, 2, 2, 2))  # 3-D: the reference
+    _close(kconv.Conv(X3, W3d), rconv.Conv(X3, W3d))
+    X16, W16 = X.astype(np.float16), W.astype(np.float16)  # float16: the reference
+    _close(kconv.Conv(X16, W16), rconv.Conv(X16, W16), 1e-2)
+    X64, W64 = X.astype(np.float64), W3.astype(np.float64)
+    _close(kconv.Conv(X64, W64, pads=[1, 1, 1, 1]), rconv.Conv(X64, W64, pads=[1, 1, 1, 1]), 1e-10)
+
+
+# ----------------------------------------------------------------------------- MatMul / Gemm
+
+
+@SETTINGS
+@given(st.integers(1, 70), st.integers(1, 70), st.integers(1, 70), st.sampled_from([4, 16, 64]),
+       st.integers(0, 2**31))
+def test_matmul_blocked_matches_numpy(M, K, N, tile, seed):
+    rng = np.random.default_rng(seed)
+    a, b = _rand(rng, (M, K)), _rand(rng, (K, N))
+    _close(kmatmul.matmul_blocked(a, b, tile), np.matmul(a, b))
+
+
+@SETTINGS
+@given(st.integers(1, 20), st.integers(1, 20), st.integers(1, 20), st.booleans(), st.booleans(),
+       st.sampled_from([None, "scalar", "row", "full"]), st.sampled_from([1.0, 0.5]),
+       st.sampled_from([1.0, 2.0, 0.0]), st.sampled_from([np.float32, np.float64, np.float16]),
+       st.integers(0, 2**31))
+def test_gemm_and_matmul_match_reference(M, K, N, transA, transB, c_kind, alpha, beta, dtype, seed):
+    rng = np.random.default_rng(seed)
+    A = _rand(rng, (K, M) if transA else (M, K), dtype)
+    B = _rand(rng, (N, K) if transB else (K, N), dtype)
+    C = {None: None, "scalar": _rand(rng, (1,), dtype), "row": _rand(rng, (N,), dtype),
+         "full": _rand(rng, (M, N), dtype)}[c_kind]
+    attrs = dict(alpha=alpha, beta=beta, transA=int(transA), transB=int(transB))
+    tol = 1e-2 if dtype == np.float16 else 1e-5
+    _close(kmatmul.Gemm(A, B, C, **attrs), rlinalg.Gemm(A, B, C, **attrs), tol)
+    a3 = _rand(rng, (2, M, K), dtype)
+    b2 = _rand(rng, (K, N), dtype)
+    _close(kmatmul.MatMul(a3, b2), rlinalg.MatMul(a3, b2), tol)
+
+
+# ----------------------------------------------------------------------------- Softmax / LayerNorm
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=4), st.integers(-4, 3), st.sampled_from([1.0, 30.0]),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_softmax_family_matches_reference(shape, axis, scale, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = (_rand(rng, shape) * scale).astype(dtype)
+    axis = axis % len(shape)
+    for fast, ref in ((ksoftmax.Softmax, rnorm.Softmax), (ksoftmax.LogSoftmax, rnorm.LogSoftmax),
+                      (ksoftmax.Softmax_1, rnorm.Softmax_1), (ksoftmax.LogSoftmax_1, rnorm.LogSoftmax_1)):
+        _close(fast(x, axis=axis), ref(x, axis=axis), 1e-5)
+        _close(fast(x), ref(x), 1e-5)
+
+
+def test_softmax_extremes():
+    x = np.array([[0.0, -np.inf, 1.0], [np.nan, 1.0, 2.0], [1e30, 1e30, -1e30]], np.float32)
+    with np.errstate(invalid="ignore"):
+        _close(ksoftmax.Softmax(x), rnorm.Softmax(x), 1e-6)
+        _close(ksoftmax.LogSoftmax(x), rnorm.LogSoftmax(x), 1e-6)
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 7), min_size=1, max_size=4), st.integers(-4, 3), st.booleans(),
+       st.booleans(), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_layer_norm_matches_reference(shape, axis, bias, broadcast_scale, dtype, seed):
+    rng = np.random.default_rng(seed)
+    axis = axis % len(shape)
+    x = (_rand(rng, shape) * 3 + 1).astype(dtype)
+    inner = tuple(shape[axis:])
+    scale = _rand(rng, (1,) * (len(inner) - 1) + inner[-1:] if broadcast_scale else inner, dtype)
+    B = _rand(rng, inner, dtype) if bias else None
+    stash = 1 if dtype == np.float32 else 11
+    got = knorm.LayerNormalization(x, scale, B, axis=axis, epsilon=1e-3, stash_type=stash)
+    want = rnorm.LayerNormalization(x, scale, B, axis=axis, epsilon=1e-3, stash_type=stash)
+    for g, w in zip(got, want):
+        _close(g, w, 1e-4)
+
+
+# ----------------------------------------------------------------------------- pools
+
+
+@st.composite
+def pool_configs(draw):
+    nd = draw(st.integers(1, 2))
+    kernel = [draw(st.integers(1, 4)) for _ in range(nd)]
+    strides = [draw(st.integers(1, 3)) for _ in range(nd)]
+    spatial = [draw(st.integers(k, k + 6)) for k in kernel]
+    auto_pad = draw(st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    attrs = dict(kernel_shape=kernel, strides=strides, auto_pad=auto_pad)
+    if auto_pad == "NOTSET":
+        attrs["pads"] = [draw(st.integers(0, k - 1)) for k in kernel] * 2
+        attrs["ceil_mode"] = draw(st.integers(0, 1))
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), spatial, attrs, draw(st.integers(0, 2**31)))
+
+
+@SETTINGS
+@given(pool_configs(), st.sampled_from([np.float32, np.uint8]), st.integers(0, 1))
+def test_maxpool_matches_reference(cfg, dtype, storage_order):
+    N, C, spatial, attrs, seed = cfg
+    rng = np.random.default_rng(seed)
+    # ties: the first max must win (1..5: a real uint8 0 would tie with the reference's padding,
+    # which its argmax then reports as index -1; the kernel never lets padding win)
+    x = rng.integers(1, 6, (N, C, *spatial)).astype(dtype)
+    got = kpool.MaxPool(x, storage_order=storage_order, **attrs)
+    want = rpool.MaxPool(x, storage_order=storage_order, **attrs)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+
+
+@SETTINGS
+@given(pool_configs(), st.integers(0, 1))
+def test_averagepool_matches_reference(cfg, count_include_pad):
+    N, C, spatial, attrs, seed = cfg
+    x = _rand(np.random.default_rng(seed), (N, C, *spatial))
+    _close(kpool.AveragePool(x, count_include_pad=count_include_pad, **attrs),
+           rpool.AveragePool(x, count_include_pad=count_include_pad, **attrs), 1e-5)
+
+
+def test_pool_fallbacks():
+    x = _rand(np.random.default_rng(1), (1, 2, 7, 7))
+    for kw in (dict(kernel_shape=[3, 3], dilations=[2, 2]), dict(kernel_shape=[2, 2], pads=[2, 2, 2, 2])):
+        for g, w in zip(kpool.MaxPool(x, **kw), rpool.MaxPool(x, **kw)):
+            np.testing.assert_array_equal(g, w)
+        _close(kpool.AveragePool(x, **kw), rpool.AveragePool(x, **kw))
+
+
+# ----------------------------------------------------------------------------- int8
+
+
+def _q(rng, shape, dtype):
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, shape).astype(dtype)
+
+
+def _zp(rng, dtype, size=None):
+    return _q(rng, () if size is None else (size,), dtype)
+
+
+@SETTINGS
+@given(st.integers(1, 9), st.sampled_from([1, 7, 300, 1100, 2500]), st.integers(1, 9),
+       st.sampled_from([np.uint8, np.int8]), st.sampled_from([np.uint8, np.int8]),
+       st.sampled_from(["none", "scalar", "per_row"]), st.integers(0, 2**31))
+def test_matmul_integer_is_exact(M, K, N, ta, tb, zp_kind, seed):
+    rng = np.random.default_rng(seed)
+    A, B = _q(rng, (2, M, K), ta), _q(rng, (K, N), tb)
+    a_zp = {"none": None, "scalar": _zp(rng, ta), "per_row": _zp(rng, ta, M)}[zp_kind]
+    b_zp = None if zp_kind == "none" else _zp(rng, tb, N if zp_kind == "per_row" else None)
+    want = rquant.MatMulInteger(A[0] if zp_kind == "per_row" else A, B, a_zp, b_zp)
+    got = kquant.MatMulInteger(A[0] if zp_kind == "per_row" else A, B, a_zp, b_zp)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+
+
+@SETTINGS
+@given(conv_configs(), st.sampled_from([np.uint8, np.int8]), st.booleans(), st.integers(1, 200))
+def test_conv_integer_and_qlinear_conv_are_exact(cfg, xt, per_channel, channel_scale):
+    N, C, spatial, M, G, kernel, bias, attrs, seed = cfg
+    rng = np.random.default_rng(seed)
+    if G == 1:
+        C *= channel_scale  # long dot products too: the chunked exact GEMM
+    x, w = _q(rng, (N, C, *spatial), xt), _q(rng, (M, C // G, *kernel), np.int8)
+    x_zp, w_zp = _zp(rng, xt), _zp(rng, np.int8, M if per_channel else None)
+    np.testing.assert_array_equal(kquant.ConvInteger(x, w, x_zp, w_zp, **attrs),
+                                  rquant.ConvInteger(x, w, x_zp, w_zp, **attrs))
+    w_scale = rng.uniform(1e-3, 1e-2, M if per_channel else ()).astype(np.float32)
+    B = rng.integers(-5000, 5000, M).astype(np.int32) if bias else None
+    args = (x, np.float32(0.02), x_zp, w, w_scale, w_zp, np.float32(0.7), _zp(rng, xt), B)
+    np.testing.assert_array_equal(kquant.QLinearConv(*args, **attrs), rquant.QLinearConv(*args, **attrs))
+
+
+@SETTINGS
+@given(st.integers(1, 9), st.integers(1, 1500), st.integers(1, 9), st.sampled_from([np.uint8, np.int8]),
+       st.integers(0, 2**31))
+def test_qlinear_matmul_is_exact(M, K, N, dtype, seed):
+    rng = np.random.default_rng(seed)
+    args = (_q(rng, (M, K), dtype), np.float32(0.01), _zp(rng, dtype), _q(rng, (K, N), dtype),
+            np.float32(0.02), _zp(rng, dtype), np.float32(3.0), _zp(rng, dtype))
+    np.testing.assert_array_equal(kquant.QLinearMatMul(*args), rquant.QLinearMatMul(*args))
+
+
+def test_int32_blocked_kernel_is_exact():
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(-255, 256, (33, 700)), rng.integers(-255, 256, (700, 17))
+    np.testing.assert_array_equal(kquant.matmul_int32_blocked(a, b, 16), a @ b)
+
+
+# ----------------------------------------------------------------------------- wiring
+
+
+def test_session_uses_kernels_unless_told_not_to():
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.ones(108, np.float32))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    fast, ref = minirt.InferenceSession(model), minirt.InferenceSession(model, kernels=False)
+    assert fast._plan.steps[0].fn is kconv.Conv and ref._plan.steps[0].fn is rconv.Conv
+    x = _rand(np.random.default_rng(0), (1, 3, 8, 8))
+    _close(fast.run(None, {"x": x})[0], ref.run(None, {"x": x})[0])
+
+
+_PLAIN_PYTHON = """
+import numpy as np
+from minirt.kernels import conv, matmul, norm, pool, softmax
+rng = np.random.default_rng(0)
+x, w, b = rng.random((1, 2, 5, 5), np.float32), rng.random((2, 1, 3, 3), np.float32), np.zeros(2, np.float32)
+assert not hasattr(conv.im2col, "py_func")  # the JIT is off: these are the plain functions
+assert np.allclose(conv.Conv(x, w, b, group=2, pads=[1, 1, 1, 1]), conv.Conv_reference(x, w, b, group=2, pads=[1, 1, 1, 1]), atol=1e-5)
+assert np.allclose(conv.Conv(x, w[:, :1].repeat(2, 1)), conv.Conv_reference(x, w[:, :1].repeat(2, 1)), atol=1e-5)
+y = np.empty((1, 2, 3, 3), np.float32); conv.conv_loops(x, w, b, y, 1, 1, 0, 0, 1, 1, 2)
+assert np.allclose(y, conv.Conv_reference(x, w, b, group=2), atol=1e-5)
+assert np.allclose(matmul.matmul_blocked(x[0, 0], x[0, 1], 2), x[0, 0] @ x[0, 1], atol=1e-5)
+assert np.allclose(softmax.LogSoftmax(x), softmax.LogSoftmax_reference(x), atol=1e-6)
+assert np.allclose(norm.LayerNormalization(x, b[:1].repeat(5) + 1)[0], norm.LayerNormalization_reference(x, b[:1].repeat(5) + 1)[0], atol=1e-5)
+assert np.array_equal(pool.MaxPool(x, kernel_shape=[2, 2])[1], pool.MaxPool_reference(x, kernel_shape=[2, 2])[1])
+print("ok")
+"""
+
+
+def test_kernels_run_as_plain_python_without_the_jit():
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-c", _PLAIN_PYTHON], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
