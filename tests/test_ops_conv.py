@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from minirt.ops.conv import Col2Im, Conv, ConvTranspose, DeformConv
+from minirt.ops.conv import CausalConvWithState, Col2Im, Conv, ConvTranspose, DeformConv
 
 SETTINGS = settings(deadline=None, max_examples=25)
 _ONNX_TYPE = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16,
@@ -190,3 +190,23 @@ def test_deform_conv_with_zero_offsets_is_conv():
     got = DeformConv(X, W, offset, pads=[1, 1, 1, 1])
     # DeformConv samples in float64: only float32 rounding of the plain Conv differs
     np.testing.assert_allclose(got, Conv(X, W, pads=[1, 1, 1, 1]), rtol=1e-5, atol=1e-6)
+
+
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(0, 6), st.sampled_from(["none", "silu"]),
+       st.integers(0, 2**31 - 1))
+def test_causal_conv_streams_in_chunks(k, first, second, activation, seed):
+    """Running two chunks with the carried state equals running the whole sequence at once."""
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, [2, 3, first + second])
+    w, b = _rand(rng, [3, 1, k]), _rand(rng, [3])
+    whole, state = CausalConvWithState(x, w, b, activation=activation)
+    y1, s1 = CausalConvWithState(x[:, :, :first], w, b, activation=activation)
+    y2, s2 = CausalConvWithState(x[:, :, first:], w, b, s1, activation=activation)
+    assert whole.shape == (2, 3, first + second) and state.shape == (2, 3, k - 1)
+    # the same k-term float32 sums; BLAS may vectorise them differently for other lengths
+    np.testing.assert_allclose(np.concatenate([y1, y2], axis=2), whole, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(s2, state)
+    if activation == "none":  # and it is a left-zero-padded depthwise Conv
+        want = Conv(x, w, b, group=3, pads=[k - 1, 0])
+        np.testing.assert_allclose(whole, want, rtol=1e-6, atol=1e-7)  # identical sums up to float32 rounding

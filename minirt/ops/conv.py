@@ -61,6 +61,8 @@ def _windows(xp, kernel, strides, dilations, out_shape):
     [N, C, *padded] -> [N, C, *out_shape, *kernel]
     """
     n = len(kernel)
+    if 0 in out_shape:  # no window fits: an empty result of the right shape
+        return np.zeros((*xp.shape[:-n], *out_shape, *kernel), dtype=xp.dtype)
     axes = tuple(range(xp.ndim - n, xp.ndim))
     extents = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     v = sliding_window_view(xp, extents, axis=axes)  # [N, C, *positions, *extents]
@@ -249,3 +251,24 @@ def DeformConv(X, W, offset, B=None, mask=None, *, dilations=None, group=1, kern
     if B is not None:
         y = y + B.reshape((1, M) + (1,) * n)  # [M] -> [1, M, 1, ...]
     return y.astype(X.dtype)
+
+
+# ----------------------------------------------------------------------------- CausalConvWithState
+
+
+@op("CausalConvWithState", since=27)
+def CausalConvWithState(input, weight, bias=None, past_state=None, *, activation="none"):
+    """y = act(depthwise_conv1d([past_state, input], weight) + bias), present_state = last k-1 steps — https://onnx.ai/onnx/operators/onnx__CausalConvWithState.html"""
+    N, C, _ = input.shape
+    k = weight.shape[2]
+    if past_state is None:
+        past_state = np.zeros((N, C, k - 1), dtype=input.dtype)
+    padded = np.concatenate([past_state, input], axis=2)  # [N, C, k-1 + L]
+    y = Conv(padded, weight, bias, group=C)  # depthwise, no padding: [N, C, k-1 + L] -> [N, C, L]
+    if activation in ("silu", "swish"):
+        y32 = y.astype(np.float32)
+        y = (y32 / (1 + np.exp(-y32))).astype(input.dtype)  # x * sigmoid(x)
+    elif activation != "none":
+        raise ValueError(f"CausalConvWithState: activation must be none, silu or swish, not {activation!r}")
+    present_state = padded[:, :, padded.shape[2] - (k - 1):]  # [N, C, k-1]
+    return y, np.ascontiguousarray(present_state)
