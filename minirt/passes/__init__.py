@@ -12,7 +12,8 @@ run, printed and tested alone::
 ``optimize`` runs them in order, by level:
 
     level 0   nothing
-    level 1   fold_constants, remove_identity, remove_dead_nodes       (same ops, fewer nodes)
+    level 1   fold_constants, remove_identity, eliminate_common_subexpressions, remove_dead_nodes
+              (same ops, fewer nodes)
     level 2   + fold_conv_batchnorm, fuse_matmul_add, fuse_elementwise, remove_dead_nodes
               (level 2 may add ops of the private domain "minirt": FusedConv, FusedMatMul, FusedGemm)
 
@@ -29,6 +30,7 @@ from minirt.ir import Graph
 from minirt.passes import fused_ops  # noqa: F401  (registers minirt.FusedConv & co.)
 from minirt.passes._util import copy_graph, node_count
 from minirt.passes.cleanup import remove_dead_nodes, remove_identity
+from minirt.passes.cse import eliminate_common_subexpressions
 from minirt.passes.fold import fold_constants
 from minirt.passes.fuse import fold_conv_batchnorm, fuse_elementwise, fuse_matmul_add
 
@@ -37,6 +39,7 @@ Pass = Callable[[Graph], Graph]
 PASSES: dict[str, Pass] = {
     "fold_constants": fold_constants,
     "remove_identity": remove_identity,
+    "eliminate_common_subexpressions": eliminate_common_subexpressions,
     "remove_dead_nodes": remove_dead_nodes,
     "fold_conv_batchnorm": fold_conv_batchnorm,
     "fuse_matmul_add": fuse_matmul_add,
@@ -45,8 +48,8 @@ PASSES: dict[str, Pass] = {
 
 LEVELS: dict[int, tuple[str, ...]] = {
     0: (),
-    1: ("fold_constants", "remove_identity", "remove_dead_nodes"),
-    2: ("fold_constants", "remove_identity", "remove_dead_nodes",
+    1: ("fold_constants", "remove_identity", "eliminate_common_subexpressions", "remove_dead_nodes"),
+    2: ("fold_constants", "remove_identity", "eliminate_common_subexpressions", "remove_dead_nodes",
         "fold_conv_batchnorm", "fuse_matmul_add", "fuse_elementwise", "remove_dead_nodes"),
 }
 DEFAULT_LEVEL = 2
@@ -146,6 +149,7 @@ def optimize(graph: Graph, level: int | None = None, passes: Sequence[str | Pass
 
 __all__ = [
     "LEVELS",
+    "eliminate_common_subexpressions",
     "OptimizeReport",
     "PASSES",
     "PassResult",

@@ -2,7 +2,7 @@
 
 - :func:`fold_conv_batchnorm`: Conv (or ConvTranspose) -> BatchNormalization becomes one Conv
   with rescaled weights: ``BN(conv(x, W) + b) = conv(x, W * s) + (b - mean) * s + beta`` with
-  ``s = gamma / sqrt(var + eps)`` per output channel.
+  ``s = gamma / sqrt(var + eps)`` per output channel (and per-channel constant Mul/Add alike).
 - :func:`fuse_matmul_add`: MatMul(x, W) -> Add(b), W a 2-D weight and b a 1-D bias, becomes
   ``Gemm(x, W, b)`` when x is 2-D. Gemm is 2-D only, so for a 3-D x ([batch, seq, hidden]
   in transformers) the pair is left alone here; :func:`fuse_elementwise` turns it into one
@@ -61,6 +61,10 @@ def fold_conv_batchnorm(graph: Graph) -> Graph:
     """Return a copy of ``graph`` where each Conv/ConvTranspose read only by an inference
     BatchNormalization (constant weights and statistics) absorbs that BatchNormalization.
 
+    A ``Mul`` or ``Add`` by a constant with one value per output channel (shape [M, 1, 1],
+    [1, M, 1, 1] or a scalar — Caffe2's "Scale" layer after BN) is the same kind of per-channel
+    affine map and folds in too; so do several in a row.
+
     The folded weights are new initializers (the old ones may be shared; remove_dead_nodes
     drops them when nothing reads them any more). Computed in float64, stored in the weight's dtype.
     """
@@ -70,29 +74,52 @@ def fold_conv_batchnorm(graph: Graph) -> Graph:
     return g
 
 
+def _channel_affine(g: Graph, node: Node, conv_out: str, M: int, rank: int, dtype) -> tuple | None:
+    """(s, t), float64 vectors [M], when ``node`` computes ``conv_out * s + t`` per channel."""
+    if _is(node, "BatchNormalization"):
+        if len(node.inputs) < 5 or any(node.outputs[1:]) or node.inputs[0] != conv_out:
+            return None
+        if node.attrs.get("training_mode", 0) or node.attrs.get("spatial", 1) != 1:
+            return None
+        params = [g.initializers.get(i) for i in node.inputs[1:5]]
+        if any(p is None or p.shape != (M,) for p in params):
+            return None
+        gamma, beta, mean, var = (np.asarray(p, dtype=np.float64) for p in params)
+        s = gamma / np.sqrt(var + node.attrs.get("epsilon", 1e-5))
+        return s, beta - mean * s
+    if _is(node, "Mul", "Add") and len(node.inputs) == 2 and g.opsets.get("", 1) >= 7:
+        other = node.inputs[1] if node.inputs[0] == conv_out else node.inputs[0]
+        c = g.initializers.get(other)
+        if other == conv_out or c is None or c.dtype != dtype or c.ndim > rank:
+            return None
+        dims = (1,) * (rank - c.ndim) + c.shape  # right-aligned against [N, M, *spatial]
+        if dims[0] != 1 or dims[1] not in (1, M) or any(d != 1 for d in dims[2:]):
+            return None  # not one value per output channel
+        v = np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1), (M,))
+        return (v, np.zeros(M)) if node.op_type == "Mul" else (np.ones(M), v)
+    return None
+
+
 def _fold_conv_bn(g: Graph, names: NameMaker) -> None:
     users = consumers(g)
     producers = _producers(g)
-    for bn in list(g.nodes):
-        if not _is(bn, "BatchNormalization") or len(bn.inputs) < 5 or any(bn.outputs[1:]):
+    for node in list(g.nodes):
+        if not _is(node, "BatchNormalization", "Mul", "Add"):
             continue
-        if bn.attrs.get("training_mode", 0) or bn.attrs.get("spatial", 1) != 1:
-            continue
-        conv = producers.get(bn.inputs[0])
-        if not _is(conv, "Conv", "ConvTranspose") or only_consumer(g, users, conv.outputs[0]) is not bn:
+        conv = next((producers[i] for i in node.inputs if i in producers), None)
+        if not _is(conv, "Conv", "ConvTranspose") or only_consumer(g, users, conv.outputs[0]) is not node:
             continue
         W = g.initializers.get(conv.inputs[1])
         has_bias = len(conv.inputs) > 2 and bool(conv.inputs[2])
         b = g.initializers.get(conv.inputs[2]) if has_bias else None
-        params = [g.initializers.get(i) for i in bn.inputs[1:5]]
-        if W is None or (has_bias and b is None) or any(p is None for p in params) or W.dtype.kind != "f":
+        if W is None or (has_bias and b is None) or W.dtype.kind != "f":
             continue
-        gamma, beta, mean, var = (np.asarray(p, dtype=np.float64) for p in params)
         group = conv.attrs.get("group", 1)
         M = W.shape[0] if conv.op_type == "Conv" else W.shape[1] * group  # output channels
-        if any(p.shape != (M,) for p in (gamma, beta, mean, var)) or (b is not None and b.shape != (M,)):
+        affine = _channel_affine(g, node, conv.outputs[0], M, W.ndim, W.dtype)
+        if affine is None or (b is not None and b.shape != (M,)):
             continue
-        s = gamma / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))  # [M]
+        s, t = affine  # y = conv(x, W, b) * s + t = conv(x, W * s, b * s + t)
         w = W.astype(np.float64)
         if conv.op_type == "Conv":  # W: [M, C/G, *k], scale each output channel
             w = w * s.reshape((M,) + (1,) * (W.ndim - 1))
@@ -101,16 +128,17 @@ def _fold_conv_bn(g: Graph, names: NameMaker) -> None:
             w = w.reshape((group, C // group, M // group) + W.shape[2:])
             w = w * s.reshape((group, 1, M // group) + (1,) * (W.ndim - 2))
             w = w.reshape(W.shape)
-        bias = (np.asarray(b, dtype=np.float64) if b is not None else 0.0) - mean
-        bias = bias * s + beta
+        bias = (np.asarray(b, dtype=np.float64) if b is not None else 0.0) * s + t
         base = conv.name or conv.outputs[0]
-        conv.inputs = [conv.inputs[0],
-                       _add_weight(g, names, f"{base}.weight_bn", w.astype(W.dtype)),
-                       _add_weight(g, names, f"{base}.bias_bn", bias.astype(W.dtype))]
+        weight_name = conv.inputs[1]
+        if not np.all(s == 1):  # an Add leaves the weights as they are
+            weight_name = _add_weight(g, names, f"{base}.weight_bn", w.astype(W.dtype))
+        conv.inputs = [conv.inputs[0], weight_name, _add_weight(g, names, f"{base}.bias_bn", bias.astype(W.dtype))]
         old_out = conv.outputs[0]
-        conv.outputs = [bn.outputs[0]]
+        conv.outputs = [node.outputs[0]]
+        producers[node.outputs[0]] = conv  # a following Mul/Add/BN can fold in as well
         g.value_info.pop(old_out, None)
-        g.nodes = [n for n in g.nodes if n is not bn]
+        g.nodes = [n for n in g.nodes if n is not node]
 
 
 # ----------------------------------------------------------------------------- MatMul + Add
