@@ -94,7 +94,7 @@ class OptimizeReport:
         for p in self.passes:
             changes = ", ".join(f"{op} {d:+d}" for op, d in p.changes().items())
             lines.append(
-                f"  {p.name:<20} {p.nodes_before:>6} -> {p.nodes_after:<6} {p.seconds * 1e3:7.1f} ms"
+                f"  {p.name:<32} {p.nodes_before:>6} -> {p.nodes_after:<6} {p.seconds * 1e3:7.1f} ms"
                 + (f"  {changes}" if changes else "")
             )
         ops = sorted(set(self.before) | set(self.after),
