@@ -213,16 +213,20 @@ class BenchResult:
         plt = _pyplot()
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         engines = [self.minirt] + ([self.onnxruntime] if self.onnxruntime else [])
-        for eng, style in zip(engines, ("-o", "--s")):
+        for eng, style, color in zip(engines, ("-o", "--s"), ("C0", "C1")):
             b = [p.batch for p in eng.sweep]
-            ax1.plot(b, [p.latency_ms_p50 for p in eng.sweep], style, label=f"{eng.engine} p50")
-            ax1.plot(b, [p.latency_ms_p99 for p in eng.sweep], style, alpha=0.4, label=f"{eng.engine} p99")
-            ax2.plot(b, [p.samples_per_s for p in eng.sweep], style, label=eng.engine)
+            ax1.plot(b, [p.latency_ms_p50 for p in eng.sweep], style, color=color, label=f"{eng.engine} p50")
+            ax1.plot(b, [p.latency_ms_p99 for p in eng.sweep], style, color=color, alpha=0.35,
+                     label=f"{eng.engine} p99")
+            ax2.plot(b, [p.samples_per_s for p in eng.sweep], style, color=color, label=eng.engine)
+        batches = [p.batch for p in self.sweep]
         for ax in (ax1, ax2):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(batches, [str(b) for b in batches])
             ax.set_xlabel("batch size")
             ax.grid(True, alpha=0.3)
             ax.legend()
+        ax1.set_yscale("log")
         ax1.set_ylabel("latency per batch (ms)")
         ax1.set_title("latency grows with the batch")
         ax2.set_ylabel("samples / s")

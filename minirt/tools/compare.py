@@ -72,15 +72,20 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Max absolute error and max relative error (|a - b| / |b|, where b != 0) of two arrays."""
+    """Max absolute error and max relative error of two arrays.
+
+    The relative error is ``|a - b| / max(|a|, |b|)`` (0 where both are 0): symmetric, at most
+    2, and meaningful where one side is 0 (a ReLU that leaks gives 1, not infinity).
+    """
     if a.size == 0:
         return 0.0, 0.0
     af, bf = a.astype(np.float64), b.astype(np.float64)
     both_nan = np.isnan(af) & np.isnan(bf)
     diff = np.where(both_nan, 0.0, np.abs(af - bf))
     diff = np.where(np.isnan(diff), np.inf, diff)  # nan on one side only: infinitely wrong
-    scale = np.abs(bf)
+    scale = np.maximum(np.abs(np.nan_to_num(af)), np.abs(np.nan_to_num(bf)))
     rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
+    rel = np.where(np.isinf(diff), np.inf, rel)
     return float(diff.max()), float(rel.max())
 
 
