@@ -7,7 +7,7 @@ The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
 - **depthwise** (``group == C``, one input channel per group): ``_depthwise_loops``, a direct
   loop (each output channel reads one input channel, so a GEMM would be a waste);
 - **everything else 2-D** (k x k, strides, padding, dilations, groups): ``_im2col`` writes one
-  batch item's windows into a contiguous ``[C*kh*kw, oh*ow]`` buffer (parallel over rows), then one
+  batch item's windows into a contiguous ``[C*kh*kw, oh*ow]`` buffer (row by row), then one
   ``np.matmul`` multiplies every group at once ``[G, M/G, C/G*K] @ [G, C/G*K, L]`` (BLAS, float32);
 - 1-D convs run as 2-D ones with a height of 1; 3-D convs, float16 and mixed dtypes fall back to
   the reference.
@@ -82,27 +82,30 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """Copy the windows of one image into columns: x [C, H, W] -> cols [C*kh*kw, oh*ow].
 
     Row r = (c, ky, kx) holds, for every output position, the input pixel that tap sees
-    (0 outside the image). Rows are independent: they are filled in parallel.
+    (0 outside the image). Rows are independent and could be filled in parallel, but the copy is
+    memory-bound (~0.5 ms for ResNet's 3x3 64-channel layer) and a Numba thread pool waking right
+    next to OpenBLAS's threads costs more than it saves: it runs on one thread, BLAS uses both.
     """
     C, H, W = x.shape
-    for r in numba.prange(C * kh * kw):
+    for r in range(C * kh * kw):
         c = r // (kh * kw)
         ky = (r // kw) % kh
         kx = r % kw
-        ox_lo, ox_hi = _valid_range(ow, sw, kx * dw - pw, W)  # branch-free inner loop
+        off = kx * dw - pw  # output column ox reads input column ox*sw + off
+        lo, hi = _valid_range(ow, sw, off, W)  # the columns inside the image: no test per pixel
         for oy in range(oh):
             row = oy * ow
             iy = oy * sh - ph + ky * dh
             if iy < 0 or iy >= H:
-                for ox in range(ow):
-                    cols[r, row + ox] = 0
+                cols[r, row:row + ow] = 0  # the whole output row reads padding
                 continue
-            for ox in range(ox_lo):
-                cols[r, row + ox] = 0
-            for ox in range(ox_lo, ox_hi):
-                cols[r, row + ox] = x[c, iy, ox * sw - pw + kx * dw]
-            for ox in range(ox_hi, ow):
-                cols[r, row + ox] = 0
+            cols[r, row:row + lo] = 0
+            if sw == 1:  # a contiguous run: a vectorized copy
+                cols[r, row + lo:row + hi] = x[c, iy, lo + off:hi + off]
+            else:
+                for ox in range(lo, hi):
+                    cols[r, row + ox] = x[c, iy, ox * sw + off]
+            cols[r, row + hi:row + ow] = 0
 
 
 def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw):
@@ -136,7 +139,7 @@ def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw):
 # wrapped once: plain Python again under NUMBA_DISABLE_JIT=1
 _valid_range = numba.njit(cache=True, inline="always")(_valid_range)
 conv_loops = numba.njit(parallel=True, cache=True)(_conv_loops)
-im2col = numba.njit(parallel=True, cache=True)(_im2col)
+im2col = numba.njit(cache=True)(_im2col)  # serial: see the docstring
 depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
 
 
