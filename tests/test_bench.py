@@ -29,6 +29,7 @@ def _check_point(p):
     assert p["per_sample_ms"] == pytest.approx(p["latency_ms_mean"] / p["batch"])
     assert p["samples_per_s"] == pytest.approx(p["batch"] * 1e3 / p["latency_ms_mean"])
     assert p["cost_per_million_usd"] == pytest.approx(0.5 / 3600 / p["samples_per_s"] * 1e6)
+    assert p["samples_per_s_p50"] == pytest.approx(p["batch"] * 1e3 / p["latency_ms_p50"])
 
 
 def test_json_fields(result, tmp_path):

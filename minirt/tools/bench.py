@@ -58,6 +58,7 @@ class SweepPoint:
     samples_per_s: float  # batch * runs / total time
     runs: int
     cost_per_million_usd: float | None = None
+    samples_per_s_p50: float = 0.0  # batch / p50: the typical run's rate, outliers left out
 
     @classmethod
     def from_times(cls, batch: int, seconds: Sequence[float], price_per_hour: float | None) -> SweepPoint:
@@ -66,7 +67,8 @@ class SweepPoint:
         mean = float(ms.mean())
         sps = batch * 1e3 / mean
         return cls(batch, p50, p90, p99, mean, float(ms.min()), mean / batch, sps, len(ms),
-                   cost_per_million(price_per_hour, sps) if price_per_hour is not None else None)
+                   cost_per_million(price_per_hour, sps) if price_per_hour is not None else None,
+                   batch * 1e3 / p50)
 
     def latency(self) -> dict[str, float]:
         return {"p50": self.latency_ms_p50, "p90": self.latency_ms_p90, "p99": self.latency_ms_p99,
@@ -200,7 +202,15 @@ class BenchResult:
                 + (f" (batch {best.batch} costs {first.cost_per_million_usd / best.cost_per_million_usd:.1f}x "
                    f"less than batch {first.batch})" if best is not first else "")
             )
-        for note in self.notes:
+        notes = list(self.notes)
+        noisy = [p.batch for p in self.sweep if p.latency_ms_mean > 1.5 * p.latency_ms_p50]
+        if noisy:
+            notes.append(
+                f"at batch {', '.join(map(str, noisy))} the mean is far above the median: rare slow runs "
+                "(other processes, page faults) weigh on samples/s and cost; samples_per_s_p50 in the JSON "
+                "is the typical run's rate"
+            )
+        for note in notes:
             lines.append(f"note: {note}")
         return "\n".join(lines)
 
