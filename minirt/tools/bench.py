@@ -392,9 +392,11 @@ def bench(model, inputs: Mapping[str, np.ndarray] | None = None, *, shapes: Mapp
         raise InputError(f"batch sizes must be integers of at least 1, got {list(batch_sizes)}")
     if iterations is None and duration is None:
         duration = DEFAULT_DURATION
-    threads = threads or os.cpu_count() or 1
-
-    sess = model if isinstance(model, InferenceSession) else InferenceSession(model, threads=threads)
+    cpus = os.cpu_count() or 1
+    threads = threads or cpus
+    # all cores is minirt's default: no cap then, since capping costs a little on every run
+    cap = threads if threads < cpus else None
+    sess = model if isinstance(model, InferenceSession) else InferenceSession(model, threads=cap)
     sweepable, fixed_why = batch_axes(sess)
     notes = []
     if fixed_why:
