@@ -37,6 +37,7 @@ Scales (``_activation_params`` / ``_weight_params``):
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -45,7 +46,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from minirt.ir import Graph, Node, Value
+from minirt.ir import Graph, Node
 
 TARGETS = ("Conv", "MatMul", "Gemm")
 # ops that only move or select values: a tensor that goes through them keeps the quantization
@@ -746,7 +747,7 @@ def add_cli(sub) -> None:
     p.add_argument("--calibration", metavar="FILE.npz",
                    help="arrays named like the model's inputs (static mode)")
     p.add_argument("--mode", choices=("static", "dynamic"), default="static")
-    p.add_argument("--per-channel", action=__import__("argparse").BooleanOptionalAction, default=True,
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
                    help="one weight scale per output channel (default) or per tensor")
     p.add_argument("--activation-type", choices=("uint8", "int8"), default="uint8")
     p.add_argument("--method", choices=("minmax", "percentile"), default="minmax")
