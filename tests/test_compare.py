@@ -134,3 +134,18 @@ def test_cli_clean_and_errors(five_nodes, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--shape expects NAME:D1xD2" in err
     assert all(len(line) < 300 for line in err.splitlines())
+
+
+def test_optimized_graph_compares_on_kept_names():
+    import inspect
+
+    if "optimize" not in inspect.signature(minirt.InferenceSession).parameters:
+        pytest.skip("this InferenceSession has no graph passes")
+    from minirt.cli import demo_files
+
+    model = str(demo_files()[0])
+    plain = compare(model, shapes={"image": (2, 1, 8, 8)})
+    optimized = compare(model, shapes={"image": (2, 1, 8, 8)}, optimize=2)
+    assert plain.ok and optimized.ok, str(optimized)
+    assert len(optimized.nodes) <= len(plain.nodes)
+    assert optimized.nodes[-1].outputs == ["logits"] and optimized.nodes[-1].status == "ok"

@@ -16,6 +16,10 @@ the other opinion is
 - ``against="reference"``: ``onnx.reference.ReferenceEvaluator``, the ONNX spec in Python
   (slow, but independent of both).
 
+minirt's graph passes are off by default (``optimize=0``), so that both sides run the nodes
+as written; ``optimize=2`` compares the graph minirt runs by default instead, which catches a
+pass (a fusion, a folding) that changed a result.
+
 Nodes are walked in minirt's topological order; a node *diverges* when one of its outputs
 fails ``np.allclose(minirt, other, rtol, atol)`` (or differs in shape). The first diverging node
 is where an error was made: its inputs still agreed (they come from earlier nodes), its
@@ -283,21 +287,32 @@ def _diff(ours: Any, theirs: Any, rtol: float, atol: float) -> tuple[float | Non
     return abs_err, rel_err, "ok" if ok else "diverges"
 
 
+def _session(model, optimize: int):
+    from minirt.session import InferenceSession
+
+    try:
+        return InferenceSession(model, optimize=optimize)
+    except TypeError:  # a session without graph passes: it runs the graph as written anyway
+        return InferenceSession(model)
+
+
 def compare(model, inputs: Mapping[str, Any] | None = None, *, against: str = "onnxruntime",
             rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, shapes: Mapping[str, Any] | None = None,
-            seed: int = 0, session=None) -> CompareReport:
+            seed: int = 0, optimize: int = 0, session=None) -> CompareReport:
     """Run ``model`` on minirt and on ``against`` with every intermediate; find the first disagreement.
 
     ``model``: a path, bytes or ModelProto. ``inputs``: name -> array; random inputs (shaped by
-    ``shapes`` for symbolic dims) when omitted. ``session``: a ready minirt InferenceSession of
-    the same model (to compare a session with hooks or options of your own).
+    ``shapes`` for symbolic dims) when omitted. ``optimize``: minirt's graph-pass level; 0 (the
+    default) runs every node as written in the file, one for one with the other runtime's
+    unoptimized run; 2 compares the graph minirt runs by default, to catch a pass that changed a
+    result (fused nodes are compared on the outputs they keep). ``session``: a ready minirt
+    InferenceSession of the same model (to compare one with hooks or options of your own).
     """
-    from minirt.session import InferenceSession
     from minirt.tools.inputs import random_inputs
 
     if against not in ("onnxruntime", "reference"):
         raise InputError(f"against must be 'onnxruntime' or 'reference', got {against!r}")
-    sess = session or InferenceSession(model)
+    sess = session or _session(model, optimize)
     feeds = dict(inputs) if inputs is not None else random_inputs(sess, dict(shapes or {}), seed=seed)
     ours = sess.run_with_intermediates(feeds)
     other_fn = onnxruntime_intermediates if against == "onnxruntime" else reference_intermediates
@@ -386,6 +401,8 @@ def add_cli(sub) -> None:
                    help="the second opinion: onnxruntime (default) or the ONNX reference evaluator")
     p.add_argument("--rtol", type=float, default=DEFAULT_RTOL)
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL)
+    p.add_argument("--optimize", "-O", type=int, default=0, choices=(0, 1, 2),
+                   help="minirt's graph passes: 0 (default) every node as written; 2 as minirt runs it")
     p.add_argument("--all", action="store_true", help="print every node of the table, not the first 60")
     p.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
     p.set_defaults(func=_cmd_compare)
@@ -397,7 +414,8 @@ def _cmd_compare(args) -> int:
 
     shapes = dict(parse_shape(s) for s in args.shape)
     feeds = load_inputs(args.input) if args.input else None
-    report = compare(args.model, feeds, against=args.against, rtol=args.rtol, atol=args.atol, shapes=shapes)
+    report = compare(args.model, feeds, against=args.against, rtol=args.rtol, atol=args.atol, shapes=shapes,
+                     optimize=args.optimize)
     print(report.text(max_rows=None if args.all else 60))
     if args.json:
         with open(args.json, "w") as f:
