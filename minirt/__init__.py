@@ -7,6 +7,7 @@
 """
 
 from minirt.errors import InputError, MinirtError, ModelLoadError, NodeError, UnsupportedOpError
+from minirt.passes import OptimizeReport
 from minirt.registry import op, register_op
 from minirt.session import InferenceSession, run
 
@@ -20,6 +21,46 @@ def profile(model, inputs=None, **kwargs):
     return _profile(model, inputs, **kwargs)
 
 
+def optimize(model, level: int = 2, passes=None):
+    """The optimized graph of ``model`` (path, bytes, ModelProto or Graph): see :mod:`minirt.passes`.
+
+    ``level`` 0/1/2 picks the passes (2: folding, cleanup and fusions); the input is unchanged.
+    """
+    from minirt.ir import Graph
+    from minirt.passes import optimize as _optimize
+
+    graph = model if isinstance(model, Graph) else load(model)
+    return _optimize(graph, level=level, passes=passes)
+
+
+def bench(model, inputs=None, **kwargs):
+    """Latency p50/p90/p99, batch sweep, cost per million: see :func:`minirt.tools.bench.bench`."""
+    from minirt.tools.bench import bench as _bench
+
+    return _bench(model, inputs, **kwargs)
+
+
+def compare(model, inputs=None, **kwargs):
+    """First node where minirt and onnxruntime disagree: see :func:`minirt.tools.compare.compare`."""
+    from minirt.tools.compare import compare as _compare
+
+    return _compare(model, inputs, **kwargs)
+
+
+def quantize(model, calibration_data=None, **kwargs):
+    """Post-training int8 quantization to QDQ ONNX: see :func:`minirt.tools.quantize.quantize`."""
+    from minirt.tools.quantize import quantize as _quantize
+
+    return _quantize(model, calibration_data, **kwargs)
+
+
+def prune(model, sparsity=0.5, **kwargs):
+    """Magnitude pruning, unstructured or structured: see :func:`minirt.tools.prune.prune`."""
+    from minirt.tools.prune import prune as _prune
+
+    return _prune(model, sparsity, **kwargs)
+
+
 def load(model):
     """Load an ONNX model (path, bytes or ModelProto) into minirt's IR: a :class:`minirt.ir.Graph`."""
     from minirt.frontend.onnx import from_onnx
@@ -28,6 +69,10 @@ def load(model):
 
 
 __all__ = [
+    "bench",
+    "compare",
+    "prune",
+    "quantize",
     "InferenceSession",
     "InputError",
     "MinirtError",
@@ -36,6 +81,8 @@ __all__ = [
     "UnsupportedOpError",
     "load",
     "op",
+    "optimize",
+    "OptimizeReport",
     "profile",
     "register_op",
     "run",

@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("info", help="inputs, outputs, opsets, op histogram and weights of a model")
     p.add_argument("model")
     p.add_argument("--ir", action="store_true", help="also print the whole IR, one line per node")
+    p.add_argument("--optimized", action="store_true",
+                   help="run the graph passes and show node counts before/after (with --ir: the optimized IR)")
+    p.add_argument("--level", type=int, default=2, choices=(0, 1, 2), help="optimization level for --optimized")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("run", help="run a model on inputs stored as .npy files")
@@ -74,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_info(args) -> int:
     graph = minirt.load(args.model)
     print(model_summary(graph, title=args.model))
+    if args.optimized:
+        from minirt.passes import optimize_with_report
+
+        graph, report = optimize_with_report(graph, level=args.level)
+        print()
+        print(report)
     if args.ir:
         print()
         print(graph)

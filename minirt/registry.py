@@ -142,3 +142,4 @@ def _ensure_loaded() -> None:
         _loaded = True
         import minirt.kernels  # noqa: F401  (importing registers every fast kernel)
         import minirt.ops  # noqa: F401  (importing registers every op)
+        import minirt.passes.fused_ops  # noqa: F401  (the optimizer's fused ops: minirt.FusedConv ...)

@@ -382,9 +382,13 @@ class InferenceSession:
     >>> [logits] = sess.run(None, {"image": x})
     """
 
-    def __init__(self, model, *, kernels: bool = True, threads: int | None = None, verbose: int = 0,
-                 cache_size: int = 0):
-        """``kernels=False`` runs the NumPy reference ops only (the spec), never the fast kernels.
+    def __init__(self, model, *, optimize: int = 2, kernels: bool = True, threads: int | None = None,
+                 verbose: int = 0, cache_size: int = 0):
+        """``optimize`` is the graph-pass level (:mod:`minirt.passes`): 0 runs the graph as loaded,
+        1 folds constants and removes dead/no-op nodes, 2 (default) also folds Conv+BatchNorm and
+        fuses MatMul+Add and elementwise chains. The graph as loaded stays in ``original_graph``.
+
+        ``kernels=False`` runs the NumPy reference ops only (the spec), never the fast kernels.
 
         ``threads=N`` caps the threads BLAS and Numba kernels use during a run (default: all cores).
 
@@ -396,7 +400,13 @@ class InferenceSession:
         """
         from minirt.frontend.onnx import from_onnx
 
-        self.graph: Graph = model if isinstance(model, Graph) else from_onnx(model)
+        self.original_graph: Graph = model if isinstance(model, Graph) else from_onnx(model)
+        check_supported(self.original_graph)  # report unsupported ops against the graph as written
+        self.graph = self.original_graph
+        if optimize:
+            from minirt.passes import optimize as optimize_graph
+
+            self.graph = optimize_graph(self.original_graph, level=optimize)
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.threads = threads
@@ -658,9 +668,13 @@ def _close_match_hint(unknown: list[str], known: list[str]) -> str:
 def run(model, inputs: Mapping[str, Any], *, intermediate: bool = False) -> dict[str, Any]:
     """One-shot inference: load ``model`` (path, bytes, ModelProto), run it, return name -> array.
 
-    With ``intermediate=True`` every value the graph computed is returned too.
+    With ``intermediate=True`` every value the graph computed is returned too (the graph is then
+    run as loaded, without optimization, so every intermediate keeps its name and meaning).
     """
-    sess = model if isinstance(model, InferenceSession) else InferenceSession(model)
+    if isinstance(model, InferenceSession):
+        sess = model
+    else:
+        sess = InferenceSession(model, optimize=0 if intermediate else 2)
     if intermediate:
         return sess.run_with_intermediates(inputs)
     names = [o.name for o in sess.get_outputs()]

@@ -185,7 +185,7 @@ def test_if_subgraph_reads_outer_scope():
 
 
 def test_hooks_see_every_node(affine):
-    sess = minirt.InferenceSession(affine)
+    sess = minirt.InferenceSession(affine, optimize=0)  # the nodes as written, unfused
     seen = []
     hook = sess.add_hook(after=lambda node, ins, outs, sec: seen.append((node.name, outs[0].shape, sec >= 0)))
     sess.run(None, {"x": np.ones((5, 3), np.float32)})
@@ -196,7 +196,7 @@ def test_hooks_see_every_node(affine):
 
 
 def test_verbose_prints_each_node(affine, capsys):
-    sess = minirt.InferenceSession(affine, verbose=2)
+    sess = minirt.InferenceSession(affine, verbose=2, optimize=0)
     sess.run(None, {"x": np.ones((1, 3), np.float32)})
     err = capsys.readouterr().err
     assert err.count("[minirt]") == 3 and "MatMul" in err and "float32[1, 2]" in err
@@ -310,7 +310,7 @@ def test_per_node_overhead_plan_is_lean():
     n = 50
     nodes = [helper.make_node("Identity", [f"v{i}"], [f"v{i + 1}"]) for i in range(n)]
     m = make_model(nodes, [vi("v0", shape=[1])], [vi(f"v{n}", shape=[1])])
-    sess = minirt.InferenceSession(m)
+    sess = minirt.InferenceSession(m, optimize=0)  # level 1+ would remove the Identity chain
     plan = sess._plan
     assert len(plan.steps) == n
     # every intermediate is freed by the step that reads it last (the feed by the first step)
@@ -411,3 +411,13 @@ def test_threads_option_limits_blas_during_a_run(affine):
     assert seen and all(n == [1] * len(n) for n in seen)
     with pytest.raises(ValueError, match="threads"):
         minirt.InferenceSession(affine, threads=0)
+
+
+def test_sessions_optimize_by_default(affine):
+    x = np.random.default_rng(4).standard_normal((3, 3)).astype(np.float32)
+    fused = minirt.InferenceSession(affine)
+    assert [n.op_type for n in fused.graph.nodes] == ["FusedGemm"]  # MatMul+Add+Relu, one node
+    assert [n.op_type for n in fused.original_graph.nodes] == ["MatMul", "Add", "Relu"]
+    plain = minirt.InferenceSession(affine, optimize=0)
+    # Gemm computes the same products and sums as MatMul then Add: equal up to float32 rounding
+    np.testing.assert_allclose(fused.run(None, {"x": x})[0], plain.run(None, {"x": x})[0], rtol=1e-6, atol=1e-6)
