@@ -125,3 +125,17 @@ def test_cli(tmp_path, digits):
                         "--mode", "static", "--no-per-channel", "-o", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "smaller" in r.stdout and out.exists()
+
+
+def test_sessions_run_qdq_models_on_integer_ops_by_default(tmp_path):
+    """fuse_qdq is part of the default optimization: a plain session runs QLinearConv, not float Conv."""
+    import os
+
+    data = np.load(os.path.join(os.path.dirname(minirt.__file__), "data", "digits_sample.npz"))
+    q = quantize(os.path.join(os.path.dirname(minirt.__file__), "data", "digits_cnn.onnx"),
+                 {"image": data["images"]}, mode="static")
+    sess = minirt.InferenceSession(q)
+    ops = {n.op_type for n in sess.graph.nodes}
+    assert "QLinearConv" in ops and "Conv" not in ops
+    logits = sess.run(None, {"image": data["images"]})[0]
+    assert (logits.argmax(1) == data["labels"]).mean() >= 0.9

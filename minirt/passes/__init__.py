@@ -12,8 +12,8 @@ run, printed and tested alone::
 ``optimize`` runs them in order, by level:
 
     level 0   nothing
-    level 1   fold_constants, remove_identity, eliminate_common_subexpressions, remove_dead_nodes
-              (same ops, fewer nodes)
+    level 1   fuse_qdq, fold_constants, remove_identity, eliminate_common_subexpressions,
+              remove_dead_nodes (fewer nodes; QDQ islands become integer ops)
     level 2   + fold_conv_batchnorm, fuse_matmul_add, fuse_elementwise, remove_dead_nodes
               (level 2 may add ops of the private domain "minirt": FusedConv, FusedMatMul, FusedGemm)
 
@@ -33,10 +33,12 @@ from minirt.passes.cleanup import remove_dead_nodes, remove_identity
 from minirt.passes.cse import eliminate_common_subexpressions
 from minirt.passes.fold import fold_constants
 from minirt.passes.fuse import fold_conv_batchnorm, fuse_elementwise, fuse_matmul_add
+from minirt.passes.quant import fuse_qdq
 
 Pass = Callable[[Graph], Graph]
 
 PASSES: dict[str, Pass] = {
+    "fuse_qdq": fuse_qdq,
     "fold_constants": fold_constants,
     "remove_identity": remove_identity,
     "eliminate_common_subexpressions": eliminate_common_subexpressions,
@@ -48,8 +50,9 @@ PASSES: dict[str, Pass] = {
 
 LEVELS: dict[int, tuple[str, ...]] = {
     0: (),
-    1: ("fold_constants", "remove_identity", "eliminate_common_subexpressions", "remove_dead_nodes"),
-    2: ("fold_constants", "remove_identity", "eliminate_common_subexpressions", "remove_dead_nodes",
+    1: ("fuse_qdq", "fold_constants", "remove_identity", "eliminate_common_subexpressions",
+        "remove_dead_nodes"),
+    2: ("fuse_qdq", "fold_constants", "remove_identity", "eliminate_common_subexpressions", "remove_dead_nodes",
         "fold_conv_batchnorm", "fuse_matmul_add", "fuse_elementwise", "remove_dead_nodes"),
 }
 DEFAULT_LEVEL = 2
@@ -154,6 +157,7 @@ __all__ = [
     "PASSES",
     "PassResult",
     "fold_constants",
+    "fuse_qdq",
     "fold_conv_batchnorm",
     "fuse_elementwise",
     "fuse_matmul_add",

@@ -1,0 +1,258 @@
+"""QDQ -> integer ops: the pass that puts quantized models on minirt's int8 kernels.
+
+A QDQ model (what ``minirt.quantize`` and onnxruntime's ``quantize_static`` write) keeps every
+op in float and marks where values are quantized with QuantizeLinear/DequantizeLinear pairs.
+Run as written, it computes in float. ``fuse_qdq`` finds the islands DQ -> Conv/MatMul/Gemm -> Q
+and replaces each with the integer op (QLinearConv, QLinearMatMul, QGemm ...) so the int32
+accumulation runs on the int8 kernels. It runs first in ``optimize`` (levels 1 and 2), before
+constant folding would turn DequantizeLinear(int8 weight) back into a float weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minirt.ir import Graph, Node
+from minirt.passes._util import copy_graph, frozen
+from minirt.passes.cleanup import remove_dead_nodes
+
+TRANSPARENT = ("MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
+
+
+def fuse_qdq(graph: Graph) -> Graph:
+    """Turn QDQ islands of minirt's IR into integer ops, so the int8 kernels run; returns a new graph.
+
+    ===========================================================  ====================================
+    pattern                                                      becomes
+    ===========================================================  ====================================
+    DQ(x), DQ(W)[, DQ(b_int32)] -> Conv [-> Relu] -> Q            QLinearConv (int8 in, int8 out)
+    DQ(a), DQ(W) -> MatMul -> Q                                  QLinearMatMul
+    DQ(a), DQ(W) -> MatMul  (float reader)                       com.microsoft.MatMulIntegerToFloat
+    DQ(a), DQ(W)[, DQ(C_int32)] -> Gemm [-> Relu] [-> Q]          com.microsoft.QGemm (int8 or float out)
+    DQ(x) -> MaxPool/Flatten/Reshape/... -> Q  (same params)      the op on the int8 values
+    ===========================================================  ====================================
+
+    A Relu is absorbed only when the Q's zero point is its type's minimum (then saturation *is*
+    the Relu). A DQ / Q left without readers is removed. Everything else stays as it was, so the
+    result computes what the QDQ graph means, up to the rounding of the requantization.
+    """
+    g = copy_graph(graph)
+    changed = True
+    while changed:  # fusing one node can expose the next pattern (Q -> DQ -> MaxPool -> Q ...)
+        changed = _fuse_once(g)
+    return remove_dead_nodes(g)
+
+
+def _is(node, op_type) -> bool:
+    return node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx")
+
+
+class _View:
+    def __init__(self, g: Graph):
+        self.g = g
+        self.producer = {o: n for n in g.nodes for o in n.outputs if o}
+        self.users: dict[str, list[Node]] = {}
+        for n in g.nodes:
+            for i in set(n.inputs):
+                if i:
+                    self.users.setdefault(i, []).append(n)
+        self.outputs = {v.name for v in g.outputs}
+
+    def const(self, name):
+        return self.g.initializers.get(name) if name else None
+
+    def dq(self, name) -> tuple[str, np.ndarray, np.ndarray, int] | None:
+        """(quantized input, scale, zero point, axis) when ``name`` is a DQ of constant params."""
+        n = self.producer.get(name)
+        if not _is(n, "DequantizeLinear") or n.attrs.get("block_size", 0):
+            return None
+        scale = self.const(n.inputs[1])
+        zp = self.const(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+        if scale is None or (len(n.inputs) > 2 and n.inputs[2] and zp is None):
+            return None
+        q = n.inputs[0]
+        qv = self.const(q)
+        dtype = qv.dtype if qv is not None else (zp.dtype if zp is not None else None)
+        if dtype is None or np.dtype(dtype) not in (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int32)):
+            return None
+        if zp is None:
+            zp = np.zeros(scale.shape, dtype=dtype)
+        return q, scale, zp, n.attrs.get("axis", 1)
+
+    def sole_reader(self, name) -> Node | None:
+        u = self.users.get(name, [])
+        return u[0] if len(u) == 1 and name not in self.outputs else None
+
+    def q_after(self, name, allow_relu: bool):
+        """(Q node, nodes passed) when ``name`` [-> Relu] -> QuantizeLinear of constant params."""
+        nxt = self.sole_reader(name)
+        passed = []
+        if allow_relu and _is(nxt, "Relu"):
+            passed.append(nxt)
+            nxt = self.sole_reader(nxt.outputs[0])
+        if not _is(nxt, "QuantizeLinear") or len(nxt.inputs) < 3 or not nxt.inputs[2]:
+            return None
+        s, z = self.const(nxt.inputs[1]), self.const(nxt.inputs[2])
+        if s is None or z is None or s.size != 1 or z.size != 1:
+            return None
+        if passed and int(z) != np.iinfo(z.dtype).min:
+            return None  # the Relu is not implied by saturation: keep it, and don't fuse
+        return nxt, passed
+
+
+def _scalar(a) -> bool:
+    return a is not None and np.asarray(a).size == 1
+
+
+def _new_const(g: Graph, base: str, value) -> str:
+    name, i = base, 0
+    while name in g.initializers:
+        i += 1
+        name = f"{base}_{i}"
+    g.initializers[name] = frozen(np.asarray(value))
+    return name
+
+
+def _int_bias(v: _View, g: Graph, name: str, x_scale, w_scale, base: str) -> str | None:
+    """The int32 bias at scale x_scale * w_scale: from a DQ of int32, or by quantizing a float constant."""
+    want = (np.float32(x_scale) * np.asarray(w_scale, np.float32)).reshape(-1)
+    d = v.dq(name)
+    if d is not None:
+        q, s, z, _ = d
+        qv = v.const(q)
+        if qv is None or qv.dtype != np.int32 or np.any(z != 0):
+            return None
+        if not np.allclose(np.asarray(s, np.float32).reshape(-1), want, rtol=1e-5, atol=0):
+            return None
+        return q
+    c = v.const(name)
+    p = v.producer.get(name)
+    if c is None and _is(p, "Identity"):  # exporters pass shared weights through Identity
+        c = v.const(p.inputs[0])
+    if c is None or c.ndim != 1:
+        return None
+    return _new_const(g, f"{base}_bias_int32", np.rint(c / want).astype(np.int32))
+
+
+def _replace(g: Graph, old: list[Node], new: Node) -> None:
+    """Put ``new`` where the last of ``old`` was (all its inputs exist there); drop the rest."""
+    ids = {id(n) for n in old}
+    at = max(i for i, n in enumerate(g.nodes) if id(n) in ids)
+    g.nodes = [new if i == at else n for i, n in enumerate(g.nodes) if i == at or id(n) not in ids]
+
+
+def _fuse_once(g: Graph) -> bool:
+    v = _View(g)
+    for node in list(g.nodes):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type in ("Conv", "MatMul", "Gemm") and len(node.inputs) >= 2:
+            if _fuse_linear(g, v, node):
+                return True
+        elif node.op_type in TRANSPARENT and node.inputs:
+            if _fuse_transparent(g, v, node):
+                return True
+    return False
+
+
+def _fuse_transparent(g: Graph, v: _View, node: Node) -> bool:
+    d = v.dq(node.inputs[0])
+    if d is None or not _scalar(d[1]) or d[2].dtype == np.int32:
+        return False
+    got = v.q_after(node.outputs[0], allow_relu=False)
+    if got is None or node.op_type == "MaxPool" and len(node.outputs) > 1 and node.outputs[1]:
+        return False
+    q, _ = got
+    s, z = v.const(q.inputs[1]), v.const(q.inputs[2])
+    if not (np.float32(s) == np.float32(d[1]) and int(z) == int(d[2]) and z.dtype == d[2].dtype):
+        return False  # different parameters: requantization needed, leave it in float
+    new = Node(node.op_type, [d[0]] + node.inputs[1:], [q.outputs[0]] + node.outputs[1:],
+               dict(node.attrs), node.name, node.domain)
+    _replace(g, [node, q], new)
+    return True
+
+
+def _fuse_linear(g: Graph, v: _View, node: Node) -> bool:
+    x, w = v.dq(node.inputs[0]), v.dq(node.inputs[1])
+    if x is None or w is None or not _scalar(x[1]) or v.const(w[0]) is None:
+        return False
+    xq, xs, xz, _ = x
+    wq, ws, wz, waxis = w
+    wv = v.const(wq)
+    if wv.dtype == np.int32 or xz.dtype == np.int32:
+        return False
+    base = node.name or node.outputs[0]
+    op, attrs, ins, domain = None, {}, [], ""
+    if node.op_type == "Conv":
+        if ws.size > 1 and waxis not in (0, -wv.ndim):
+            return False
+        got = v.q_after(node.outputs[0], allow_relu=True)
+        if got is None:
+            return False
+        q, passed = got
+        bias = None
+        if len(node.inputs) > 2 and node.inputs[2]:
+            bias = _int_bias(v, g, node.inputs[2], xs, ws, base)
+            if bias is None:
+                return False
+        op, attrs = "QLinearConv", dict(node.attrs)
+        ins = [xq, node_in(g, v, x), node_zp(g, x, base, "x"), wq, node_in(g, v, w), node_zp(g, w, base, "w"),
+               q.inputs[1], q.inputs[2]] + ([bias] if bias else [])
+    elif node.op_type == "MatMul":
+        if wv.ndim != 2 or (ws.size > 1 and waxis not in (1, -1)):
+            return False
+        got = v.q_after(node.outputs[0], allow_relu=False)
+        passed = []
+        if got is not None:
+            q, passed = got
+            op = "QLinearMatMul"
+            ins = [xq, node_in(g, v, x), node_zp(g, x, base, "x"), wq, node_in(g, v, w),
+                   node_zp(g, w, base, "w"), q.inputs[1], q.inputs[2]]
+        else:
+            q, op, domain = None, "MatMulIntegerToFloat", "com.microsoft"
+            ins = [xq, wq, node_in(g, v, x), node_in(g, v, w), node_zp(g, x, base, "x"), node_zp(g, w, base, "w")]
+    else:  # Gemm
+        a = node.attrs
+        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or wv.ndim != 2:
+            return False
+        tb = a.get("transB", 0)
+        if ws.size > 1 and waxis % 2 != (0 if tb else 1):
+            return False  # per-channel must be per output column
+        got = v.q_after(node.outputs[0], allow_relu=True)
+        q, passed = got if got is not None else (None, [])
+        if q is None:
+            nxt = v.sole_reader(node.outputs[0])
+            if _is(nxt, "Relu"):
+                passed = []  # a float Relu after a float-output QGemm stays
+        bias = ""
+        if len(node.inputs) > 2 and node.inputs[2]:
+            bias = _int_bias(v, g, node.inputs[2], xs, ws, base)
+            if bias is None:
+                return False
+        op, domain, attrs = "QGemm", "com.microsoft", {"transB": tb}
+        ins = [xq, node_in(g, v, x), node_zp(g, x, base, "x"), wq, node_in(g, v, w), node_zp(g, w, base, "w"), bias]
+        if q is not None:
+            ins += [q.inputs[1], q.inputs[2]]
+    out = q.outputs[0] if q is not None else node.outputs[0]
+    new = Node(op, ins, [out], attrs, node.name, domain)
+    if domain and domain not in g.opsets:
+        g.opsets[domain] = 1
+    _replace(g, [node] + passed + ([q] if q is not None else []), new)
+    return True
+
+
+def node_in(g: Graph, v: _View, d) -> str:
+    """The name of a DQ's scale (an initializer already)."""
+    scale = d[1]
+    for name, arr in g.initializers.items():
+        if arr is scale:
+            return name
+    return _new_const(g, "scale", scale)
+
+
+def node_zp(g: Graph, d, base: str, what: str) -> str:
+    zp = d[2]
+    for name, arr in g.initializers.items():
+        if arr is zp:
+            return name
+    return _new_const(g, f"{base}_{what}_zero_point", zp)
