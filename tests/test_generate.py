@@ -75,7 +75,8 @@ def test_cached_logits_equal_uncached(sess):
     out = sess.run(None, {"input_ids": ids[:, :8], **empty})
     logits = [out[0]]
     for t in range(8, 12):
-        past = {f"past_{kv}_{i}": out[1 + 2 * i + (kv == "value")] for i in range(N_LAYER) for kv in ("key", "value")}
+        past = {f"past_{kv}_{i}": out[1 + 2 * i + (kv == "value")]  # present_* -> past_*
+                for i in range(N_LAYER) for kv in ("key", "value")}
         out = sess.run(None, {"input_ids": ids[:, t:t + 1], **past})
         logits.append(out[0])
     np.testing.assert_allclose(np.concatenate(logits, axis=1), full[0], **TOL)
@@ -192,3 +193,16 @@ def test_digits_cnn_accuracy_matches_record():
     np.testing.assert_array_equal(logits.argmax(1), ref.argmax(1))
     assert len(y) == meta["test_size"]
     assert round(float((logits.argmax(1) == y).mean()), 4) == meta["test_accuracy"]
+
+
+def test_hugging_face_style_gpt2_with_past():
+    """A transformers GPT-2 exported with past (attention_mask input, present_* outputs): generate
+    fills the mask in, and cached == uncached == onnxruntime."""
+    path = Path(__file__).resolve().parent.parent / "models" / "zoo" / "gpt2_past.classic17.onnx"
+    if not path.exists():
+        pytest.skip("models/zoo/gpt2_past.classic17.onnx is not in this checkout")
+    sess = minirt.InferenceSession(path, threads=1)
+    prompt = np.array([[5, 17, 2], [9, 9, 40]])
+    cached = generate(sess, prompt, 8, greedy=True)
+    np.testing.assert_array_equal(cached, generate(sess, prompt, 8, greedy=True, use_cache=False))
+    np.testing.assert_array_equal(cached, generate(ort.InferenceSession(str(path)), prompt, 8, greedy=True))

@@ -42,8 +42,7 @@ import numpy as np
 
 from minirt.errors import InputError
 
-_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-           "tensor(bfloat16)": np.float32}
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 # ---------------------------------------------------------------------- the bundled model and its vocab
@@ -128,7 +127,8 @@ class GenerationStats:
         p50, p90 = (np.percentile(lat, [50, 90]) if len(lat) else (float("nan"),) * 2)
         return (f"{'with' if self.use_cache else 'without'} KV cache: {self.new_tokens} new tokens after a "
                 f"{self.prompt_tokens}-token prompt in {self.total_s * 1e3:.0f} ms = "
-                f"{self.tokens_per_s:.1f} tokens/s; time to first token {self.time_to_first_token_s * 1e3:.1f} ms; "
+                f"{self.tokens_per_s:.1f} tokens/s; "
+                f"time to first token {self.time_to_first_token_s * 1e3:.1f} ms; "
                 f"per-token latency p50 {p50:.2f} ms, p90 {p90:.2f} ms")
 
 
@@ -153,8 +153,8 @@ def _layer_and_kind(name: str) -> tuple[int, str] | None:
 
 def _signature(sess) -> _Signature:
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
-    past = {(_layer_and_kind(i.name)): i for i in inputs if i.name.startswith("past") and _layer_and_kind(i.name)}
-    present = {(_layer_and_kind(o.name)): o.name for o in outputs
+    past = {_layer_and_kind(i.name): i for i in inputs if i.name.startswith("past") and _layer_and_kind(i.name)}
+    present = {_layer_and_kind(o.name): o.name for o in outputs
                if o.name.startswith("present") and _layer_and_kind(o.name)}
     if not past:
         raise InputError(
@@ -175,7 +175,8 @@ def _signature(sess) -> _Signature:
         shapes.append((shape[1], shape[3]))
         dtypes.append(_DTYPES.get(past[k].type, np.float32))
     others = [i.name for i in inputs if i.name not in {p.name for p in past.values()}]
-    ids = "input_ids" if "input_ids" in others else next((n for n in others if "ids" in n and "position" not in n), None)
+    ids = "input_ids" if "input_ids" in others else next(
+        (n for n in others if "ids" in n and "position" not in n), None)
     mask = next((n for n in others if n == "attention_mask"), None)
     pos = next((n for n in others if n == "position_ids"), None)
     unknown = [n for n in others if n not in (ids, mask, pos)]
