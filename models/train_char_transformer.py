@@ -2,13 +2,13 @@
 
 Run from the repository root (needs torch==2.13.0 and onnxruntime, NOT minirt deps):
 
-    python models/train_char_transformer.py    # about 4 CPU-minutes (2000 steps, one thread)
+    python models/train_char_transformer.py    # 2000 steps on one thread: ~4 CPU-minutes (10 min on a busy machine)
 
 The text: the docstrings of ~90 pure-Python standard library modules (their module docstring,
 then those of their public classes, functions and methods defined in the module, in sorted
 order, via ``inspect.getdoc``), joined with blank lines and kept to printable ASCII. It ships
 with every Python, so nothing is downloaded; the same Python version gives the same text
-(CPython 3.11.7 gave 760,000-odd characters, see ``corpus`` in chargpt.json, with its
+(CPython 3.11.7 gives 679,508 characters, see ``corpus`` in chargpt.json, with its
 SHA-256). The last 10 % of the text is the validation split.
 
 The model: decoder-only, pre-LayerNorm, learned absolute positions, 2 layers, d_model 64,
