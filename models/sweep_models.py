@@ -27,10 +27,8 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 import tempfile
 import time
-import traceback
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -348,7 +346,6 @@ def vit_small():
 
 
 def mha():
-    import torch
     from torch import nn
 
     class M(nn.Module):
@@ -386,7 +383,6 @@ def audio1d():
 
 
 def rnn_tagger():
-    import torch
     from torch import nn
 
     class Tagger(nn.Module):
@@ -454,10 +450,6 @@ def _audio(name):
 
 # --------------------------------------------------------------------------- transformers (tiny configs)
 
-class _Outputs:
-    """Wrap a transformers model so forward returns a tuple of chosen output tensors."""
-
-
 ATTN = {"impl": None}  # set to "eager" to build transformers models without SDPA
 
 
@@ -487,7 +479,7 @@ def _hf(build_model, fields, kwargs_names):
 def hf_bert():
     from transformers import BertConfig, BertForSequenceClassification
     cfg = _cfg(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64, num_labels=3))
+                          intermediate_size=64, max_position_embeddings=64, num_labels=3))
     return _hf(lambda: BertForSequenceClassification(cfg), ["logits"],
                ["input_ids", "attention_mask", "token_type_ids"])
 
@@ -495,14 +487,14 @@ def hf_bert():
 def hf_distilbert():
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
     cfg = _cfg(DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                           max_position_embeddings=64, num_labels=2))
+                                max_position_embeddings=64, num_labels=2))
     return _hf(lambda: DistilBertForSequenceClassification(cfg), ["logits"], ["input_ids", "attention_mask"])
 
 
 def hf_roberta():
     from transformers import RobertaConfig, RobertaForSequenceClassification
     cfg = _cfg(RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=70, num_labels=3, pad_token_id=1))
+                             intermediate_size=64, max_position_embeddings=70, num_labels=3, pad_token_id=1))
     return _hf(lambda: RobertaForSequenceClassification(cfg), ["logits"], ["input_ids", "attention_mask"])
 
 
@@ -550,39 +542,39 @@ def _gpt2_past_make(batch, seq):
 def hf_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
     cfg = _cfg(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      use_cache=False, tie_word_embeddings=False))
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                           use_cache=False, tie_word_embeddings=False))
     return _hf(lambda: LlamaForCausalLM(cfg), ["logits"], ["input_ids", "attention_mask"])
 
 
 def hf_gptneox():
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
     cfg = _cfg(GPTNeoXConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, rotary_pct=0.5, use_cache=False))
+                             intermediate_size=64, max_position_embeddings=64, rotary_pct=0.5, use_cache=False))
     return _hf(lambda: GPTNeoXForCausalLM(cfg), ["logits"], ["input_ids", "attention_mask"])
 
 
 def hf_t5enc():
     from transformers import T5Config, T5EncoderModel
     cfg = _cfg(T5Config(vocab_size=100, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
-                   relative_attention_num_buckets=8, relative_attention_max_distance=20,
-                   feed_forward_proj="gated-gelu"))
+                        relative_attention_num_buckets=8, relative_attention_max_distance=20,
+                        feed_forward_proj="gated-gelu"))
     return _hf(lambda: T5EncoderModel(cfg), ["last_hidden_state"], ["input_ids", "attention_mask"])
 
 
 def hf_vit():
     from transformers import ViTConfig, ViTForImageClassification
     cfg = _cfg(ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
-                    num_attention_heads=2, intermediate_size=64, num_labels=5))
+                         num_attention_heads=2, intermediate_size=64, num_labels=5))
     return _hf(lambda: ViTForImageClassification(cfg), ["logits"], ["pixel_values"])
 
 
 def hf_whisper_enc():
     from transformers import WhisperConfig, WhisperModel
     cfg = _cfg(WhisperConfig(vocab_size=100, d_model=32, encoder_layers=2, encoder_attention_heads=2,
-                        encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64,
-                        num_mel_bins=16, max_source_positions=25, max_target_positions=32,
-                        pad_token_id=1, bos_token_id=2, eos_token_id=2, decoder_start_token_id=2))
+                             encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64,
+                             num_mel_bins=16, max_source_positions=25, max_target_positions=32,
+                             pad_token_id=1, bos_token_id=2, eos_token_id=2, decoder_start_token_id=2))
     return _hf(lambda: WhisperModel(cfg).encoder, ["last_hidden_state"], ["input_features"])
 
 
@@ -594,7 +586,7 @@ def _mel(batch, seq):
 def hf_clip_text():
     from transformers import CLIPTextConfig, CLIPTextModel
     cfg = _cfg(CLIPTextConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=32, eos_token_id=2))
+                              num_attention_heads=2, max_position_embeddings=32, eos_token_id=2))
     return _hf(lambda: CLIPTextModel(cfg), ["last_hidden_state", "pooler_output"], ["input_ids", "attention_mask"])
 
 
