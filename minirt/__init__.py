@@ -61,6 +61,13 @@ def prune(model, sparsity=0.5, **kwargs):
     return _prune(model, sparsity, **kwargs)
 
 
+def generate(model, prompt_ids, max_new_tokens, **kwargs):
+    """Autoregressive decoding with a KV cache: see :func:`minirt.tools.generate.generate`."""
+    from minirt.tools.generate import generate as _generate
+
+    return _generate(model, prompt_ids, max_new_tokens, **kwargs)
+
+
 def load(model):
     """Load an ONNX model (path, bytes or ModelProto) into minirt's IR: a :class:`minirt.ir.Graph`."""
     from minirt.frontend.onnx import from_onnx
@@ -71,6 +78,7 @@ def load(model):
 __all__ = [
     "bench",
     "compare",
+    "generate",
     "prune",
     "quantize",
     "InferenceSession",

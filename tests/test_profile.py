@@ -62,7 +62,7 @@ def mlp():
 
 def test_profile_model(mlp, tmp_path):
     x = np.ones((8, 16), np.float32)
-    prof = minirt.profile(mlp, {"x": x}, runs=3)
+    prof = minirt.profile(mlp, {"x": x}, runs=3, optimize=0)  # the nodes as written
     assert [n.name for n in prof.nodes] == ["fc1", "relu", "fc2"]
     fc1 = prof.nodes[0]
     assert fc1.macs == 8 * 32 * 16 and fc1.output_shapes == ["float32[8,32]"]
@@ -84,11 +84,13 @@ def test_profile_random_inputs_and_cli(mlp, tmp_path, capsys):
 
     path = tmp_path / "mlp.onnx"
     onnx.save(mlp, path)
-    prof = minirt.profile(str(path), shapes={"x": (5, 16)}, runs=1)
+    prof = minirt.profile(str(path), shapes={"x": (5, 16)}, runs=1)  # optimized: MatMul+Relu fused
+    assert [n.op_type for n in prof.nodes] == ["FusedMatMul", "MatMul"]
     assert prof.nodes[0].output_shapes == ["float32[5,32]"]
+    assert prof.nodes[0].macs == 5 * 32 * 16  # a fused node still counts its MatMul
     trace, js = tmp_path / "t.json", tmp_path / "p.json"
     assert main(["profile", str(path), "--shape", "x:2x16", "--runs", "2", "--trace", str(trace),
-                 "--json", str(js)]) == 0
+                 "--json", str(js), "-O", "0"]) == 0
     out = capsys.readouterr().out
     assert "fc1" in out and "GFLOP/s" in out
     assert len(json.loads(trace.read_text())["traceEvents"]) == 3
