@@ -67,20 +67,17 @@ ZOO_CASES = {
     "t5_encoder.dynamo": (1e-4, 1e-5, ()),
     # onnxruntime transformer optimizer on a BERT with eager attention: com.microsoft Attention,
     # EmbedLayerNormalization, SkipLayerNormalization, BiasGelu
-    "bert_tiny.ortopt": (1e-4, 1e-5, (_xfail(
-        "com.microsoft.Attention, EmbedLayerNormalization: not implemented, see models/SWEEP.md"),)),
+    "bert_tiny.ortopt": (1e-4, 1e-5, ()),
     # onnxruntime static quantization, QOperator format: QLinearConv, com.microsoft QLinearAdd,
     # QLinearMul, QLinearSigmoid, QLinearGlobalAveragePool, QGemm. int8 requantization may round a
     # value one step apart between runtimes: float outputs within a few quantization steps
     "mobilenetv2.qop": (1e-2, 5e-2, ()),
     # onnxruntime's offline graph optimizer (ORT_ENABLE_EXTENDED) on MobileNetV2:
     # com.microsoft FusedConv (Conv + activation)
-    "mobilenetv2.ortext": (1e-4, 1e-5, (_xfail(
-        "com.microsoft.FusedConv: not implemented, see models/SWEEP.md"),)),
+    "mobilenetv2.ortext": (1e-4, 1e-5, ()),
     # onnxruntime dynamic quantization of a 2-layer bi-LSTM + GRU tagger:
     # com.microsoft DynamicQuantizeLSTM, MatMulInteger, DynamicQuantizeLinear
-    "rnn_plain.qdynamic": (1e-2, 5e-2, (_xfail(
-        "com.microsoft.DynamicQuantizeLSTM: not implemented, see models/SWEEP.md"),)),
+    "rnn_plain.qdynamic": (1e-2, 5e-2, ()),
     # skl2onnx ColumnTransformer(StandardScaler + OneHotEncoder on strings and ints) +
     # LogisticRegression, ZipMap on: string tensors in, list of dicts out
     "sk_coltrans_logreg.zipmap": (1e-4, 1e-6, ()),
