@@ -49,8 +49,10 @@ def random_inputs(session, shapes: dict[str, tuple[int, ...]] | None = None, bat
         if dtype.kind == "f":
             feeds[arg.name] = rng.random(shape).astype(dtype)
         elif dtype.kind in "iu":
-            # small non-negative ints are valid token ids, indices and masks for most models
-            feeds[arg.name] = rng.integers(0, 2 if "mask" in arg.name else 10, size=shape).astype(dtype)
+            # small non-negative ints are valid token ids and indices for most models; masks and
+            # segment (token type) ids are 0/1
+            binary = any(word in arg.name.lower() for word in ("mask", "token_type", "segment"))
+            feeds[arg.name] = rng.integers(0, 2 if binary else 10, size=shape).astype(dtype)
         elif dtype.kind == "b":
             feeds[arg.name] = rng.random(shape) < 0.5
         else:
