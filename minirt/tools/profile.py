@@ -88,12 +88,13 @@ class Profile:
         rows = sorted(self.nodes, key=lambda n: -n.ms) if sort == "time" else list(self.nodes)
         rows = rows[:top] if top else rows
         total = sum(n.ms for n in self.nodes) or 1.0
-        head = (f"{'node':<32} {'op':<18} {'output shape':<22} {'ms':>8} {'%':>6} {'MFLOPs':>10} "
-                f"{'MACs(M)':>9} {'KB read':>9} {'KB write':>9} {'FLOP/B':>7}")
+        head = (f"{'node':<28} {'op':<16} {'input shapes':<30} {'output shape':<22} {'ms':>8} {'%':>6} "
+                f"{'MFLOPs':>10} {'MACs(M)':>9} {'KB read':>9} {'KB write':>9} {'FLOP/B':>7}")
         lines = [head, "-" * len(head)]
         for n in rows:
             lines.append(
-                f"{_clip(n.name, 32):<32} {_clip(n.op_type, 18):<18} {_clip(', '.join(n.output_shapes), 22):<22} "
+                f"{_clip(n.name, 28):<28} {_clip(n.op_type, 16):<16} {_clip(' '.join(n.input_shapes), 30):<30} "
+                f"{_clip(', '.join(n.output_shapes), 22):<22} "
                 f"{n.ms:8.3f} {100 * n.ms / total:6.1f} {n.flops / 1e6:10.2f} {n.macs / 1e6:9.2f} "
                 f"{n.bytes_read / 1024:9.1f} {n.bytes_written / 1024:9.1f} {n.intensity:7.2f}"
             )
