@@ -75,8 +75,9 @@ class Plan:
             opdef = registry.lookup(node.domain, node.op_type, graph.opsets.get(node.domain, 1), kernels)
             assert opdef is not None  # check_supported guarantees it
             attrs = {k: v for k, v in node.attrs.items() if not _is_graph(v)}
-            if "num_outputs" in opdef.attributes and "num_outputs" not in attrs and node.op_type == "Split":
-                attrs["num_outputs"] = len(node.outputs)  # Split before opset 18: implied by the node
+            if "num_outputs" in opdef.attributes and "num_outputs" not in attrs:
+                # an op that needs the node's output count (Split before opset 18) declares it
+                attrs["num_outputs"] = len(node.outputs)
             subplans = {}
             for k, v in node.attrs.items():
                 if _is_graph(v):
