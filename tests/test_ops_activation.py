@@ -2,49 +2,23 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-import onnx
-import onnxruntime as ort
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from onnx import helper
 
 from minirt import registry
-from minirt.dtypes import onnx_type
 from minirt.ops import activation as act
+from minirt.testing import assert_same, ort_op
 
 SETTINGS = settings(deadline=None, max_examples=25)
 seeds = st.integers(0, 2**31 - 1)
 any_shape = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)
 
 
-@functools.lru_cache(maxsize=None)
-def _session(op_type, in_types, opset, domain, attrs):
-    """ORT session for a one-node model; in_types: ONNX type codes (0 = absent optional input)."""
-    names = [f"i{k}" if t else "" for k, t in enumerate(in_types)]
-    inputs = [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, in_types) if t]
-    node = helper.make_node(op_type, names, ["o"], domain=domain, **dict(attrs))
-    graph = helper.make_graph([node], "g", inputs, [onnx.ValueInfoProto(name="o")])
-    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = 10
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
 def ort_run(op_type, *args, opset=22, domain="", **attrs):
-    types = tuple(0 if a is None else onnx_type(np.asarray(a).dtype) for a in args)
-    sess = _session(op_type, types, opset, domain, tuple(sorted(attrs.items())))
-    return sess.run(None, {f"i{k}": np.asarray(a) for k, a in enumerate(args) if a is not None})[0]
-
-
-def assert_close(got, want, rtol, atol):
-    assert isinstance(got, np.ndarray), type(got)
-    assert got.dtype == want.dtype, (got.dtype, want.dtype)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol)
+    """The output of one ONNX node, run by onnxruntime (None = absent optional input)."""
+    return ort_op(op_type, args, attrs, opset=opset, domain=domain)[0]
 
 
 def rand(seed, shape, dtype=np.float32, scale=4.0):
@@ -81,7 +55,7 @@ def test_activation_float32_matches_ort(op, shape, seed, data):
     attrs = {k: data.draw(s, label=k) for k, s in attr_strategies.items()}
     x = rand(seed, shape)
     # exp/tanh/erf: libm (and float64 erf) vs ORT's float32 vectorised approximations, a few ulp
-    assert_close(fn(x, **attrs), ort_run(op, x, opset=opset, **attrs), rtol=1e-5, atol=1e-6)
+    assert_same(fn(x, **attrs), ort_run(op, x, opset=opset, **attrs), rtol=1e-5, atol=1e-6)
 
 
 @SETTINGS
@@ -91,14 +65,14 @@ def test_activation_float16_keeps_dtype(op, shape, seed):
     fn, opset, _ = ACTIVATIONS[op]
     x = rand(seed, shape, np.float16)
     # float16 has a 10-bit mantissa: ORT computes some of these in float32, we in float16 (~2 ulp)
-    assert_close(fn(x), ort_run(op, x, opset=opset), rtol=4e-3, atol=2e-3)
+    assert_same(fn(x), ort_run(op, x, opset=opset), rtol=4e-3, atol=2e-3)
 
 
 @SETTINGS
 @given(shape=any_shape, seed=seeds, dtype=st.sampled_from([np.int8, np.int32]))
 def test_relu_integers(shape, seed, dtype):
     x = rand(seed, shape, scale=50).astype(dtype)
-    assert_close(act.Relu(x), ort_run("Relu", x, opset=14), rtol=0, atol=0)  # integers: exact
+    assert_same(act.Relu(x), ort_run("Relu", x, opset=14), rtol=0, atol=0)  # integers: exact
 
 
 @SETTINGS
@@ -110,14 +84,14 @@ def test_prelu_slope_broadcasts(data, seed):
     slope_shape = tuple(d if data.draw(st.booleans()) else 1 for d in x_shape[len(x_shape) - k:])
     x = rand(seed, x_shape)
     slope = rand(seed + 1, slope_shape, scale=0.5)
-    assert_close(act.PRelu(x, slope), ort_run("PRelu", x, slope, opset=16), rtol=0, atol=0)  # one product
+    assert_same(act.PRelu(x, slope), ort_run("PRelu", x, slope, opset=16), rtol=0, atol=0)  # one product
 
 
 def test_prelu_1_per_channel_slope():
     x = rand(0, (2, 3, 4, 5))
     slope = np.array([0.1, 0.2, 0.3], np.float32)  # [C]: opset-6 channel-wise slope
     got = registry.lookup("", "PRelu", 6).fn(x, slope)
-    assert_close(got, np.where(x >= 0, x, x * slope[:, None, None]), rtol=0, atol=0)
+    assert_same(got, np.where(x >= 0, x, x * slope[:, None, None]), rtol=0, atol=0)
 
 
 def test_legacy_consumed_inputs_versions():
@@ -158,12 +132,12 @@ def test_contrib_gelus_match_ort(shape, seed, with_bias):
     ms = "com.microsoft"
     # float64 erf/tanh vs ORT's float32 approximations
     tol = dict(rtol=1e-5, atol=1e-6)
-    assert_close(act.Gelu_ms(x), ort_run("Gelu", x, domain=ms), **tol)
-    assert_close(act.BiasGelu(x, bias), ort_run("BiasGelu", x, bias, domain=ms), **tol)
+    assert_same(act.Gelu_ms(x), ort_run("Gelu", x, domain=ms), **tol)
+    assert_same(act.BiasGelu(x, bias), ort_run("BiasGelu", x, bias, domain=ms), **tol)
     b = bias if with_bias else None
-    assert_close(act.FastGelu(x, b), ort_run("FastGelu", x, b, domain=ms), **tol)
-    assert_close(act.QuickGelu(x, alpha=1.5), ort_run("QuickGelu", x, domain=ms, alpha=1.5), **tol)
-    assert_close(act.QuickGelu(x), ort_run("QuickGelu", x, domain=ms), **tol)
+    assert_same(act.FastGelu(x, b), ort_run("FastGelu", x, b, domain=ms), **tol)
+    assert_same(act.QuickGelu(x, alpha=1.5), ort_run("QuickGelu", x, domain=ms, alpha=1.5), **tol)
+    assert_same(act.QuickGelu(x), ort_run("QuickGelu", x, domain=ms), **tol)
 
 
 def test_contrib_ops_are_registered_in_their_domain():

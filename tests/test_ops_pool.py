@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-import onnx
-import onnxruntime as ort
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper
 
 from minirt.ops.pool import (AveragePool, GlobalAveragePool, GlobalLpPool, GlobalMaxPool, LpPool,
                              MaxPool, MaxRoiPool, MaxUnpool, RoiAlign)
+from minirt.testing import ort_op
 
 SETTINGS = settings(deadline=None, max_examples=25)
-_ONNX_TYPE = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16,
-              np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8,
-              np.dtype(np.int64): TensorProto.INT64}
-
-
-@functools.lru_cache(maxsize=None)
-def _session(op_type, in_types, n_out, opset, attrs):
-    """ORT session for a one-node model; in_types are ONNX type codes (0 = absent input)."""
-    names = [f"i{k}" if t else "" for k, t in enumerate(in_types)]
-    inputs = [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, in_types) if t]
-    outs = [f"o{k}" for k in range(n_out)]
-    node = helper.make_node(op_type, names, outs, **{k: list(v) if isinstance(v, tuple) else v for k, v in attrs})
-    graph = helper.make_graph([node], "g", inputs, [onnx.ValueInfoProto(name=o) for o in outs])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def ort_run(op_type, args, *, opset=22, n_out=1, **attrs):
-    types = tuple(0 if a is None else _ONNX_TYPE[np.asarray(a).dtype] for a in args)
-    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()))
-    sess = _session(op_type, types, n_out, opset, frozen)
-    return sess.run(None, {f"i{k}": np.asarray(a) for k, a in enumerate(args) if a is not None})
+    """Every output of one ONNX node, run by onnxruntime (None = absent optional input)."""
+    return ort_op(op_type, args, attrs, opset=opset, n_outputs=n_out)
 
 
 @st.composite
