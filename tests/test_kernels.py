@@ -16,13 +16,16 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import minirt
+from minirt.kernels import activation as kact
 from minirt.kernels import conv as kconv
 from minirt.kernels import matmul as kmatmul
 from minirt.kernels import norm as knorm
 from minirt.kernels import pool as kpool
 from minirt.kernels import quant as kquant
 from minirt.kernels import softmax as ksoftmax
+from minirt.ops import activation as ract
 from minirt.ops import conv as rconv
+from minirt.ops import elementwise as relem
 from minirt.ops import linalg as rlinalg
 from minirt.ops import norm as rnorm
 from minirt.ops import pool as rpool
@@ -208,6 +211,9 @@ def test_maxpool_matches_reference(cfg, dtype, storage_order):
     for g, w in zip(got, want):
         assert g.dtype == w.dtype
         np.testing.assert_array_equal(g, w)
+    values = kpool.max_pool_values(x, storage_order=storage_order, **attrs)  # tap by tap, Y only
+    assert values.dtype == want[0].dtype
+    np.testing.assert_array_equal(values, want[0])
 
 
 @SETTINGS
@@ -215,8 +221,21 @@ def test_maxpool_matches_reference(cfg, dtype, storage_order):
 def test_averagepool_matches_reference(cfg, count_include_pad):
     N, C, spatial, attrs, seed = cfg
     x = _rand(np.random.default_rng(seed), (N, C, *spatial))
-    _close(kpool.AveragePool(x, count_include_pad=count_include_pad, **attrs),
-           rpool.AveragePool(x, count_include_pad=count_include_pad, **attrs), 1e-5)
+    want = rpool.AveragePool(x, count_include_pad=count_include_pad, **attrs)
+    _close(kpool.AveragePool(x, count_include_pad=count_include_pad, **attrs), want, 1e-5)
+    plan = kpool._plan(x, attrs["kernel_shape"], attrs["strides"], None, attrs.get("pads"),
+                       attrs["auto_pad"], attrs.get("ceil_mode", 0))
+    xx, (kh, kw), (sh, sw), (oh, ow), begin, end = plan  # the window-by-window teaching loops
+    y = np.empty((xx.shape[0], xx.shape[1], oh, ow), np.float32)
+    kpool.avgpool_loops(xx, y, kh, kw, sh, sw, begin[0], begin[1], end[0], end[1], count_include_pad)
+    _close(y.reshape(want.shape), want, 1e-5)
+
+
+def test_maxpool_values_nan_wins():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 1] = np.nan
+    np.testing.assert_array_equal(kpool.max_pool_values(x, kernel_shape=[2, 2], strides=[2, 2]),
+                                  rpool.MaxPool(x, kernel_shape=[2, 2], strides=[2, 2])[0])
 
 
 def test_pool_fallbacks():
@@ -225,6 +244,84 @@ def test_pool_fallbacks():
         for g, w in zip(kpool.MaxPool(x, **kw), rpool.MaxPool(x, **kw)):
             np.testing.assert_array_equal(g, w)
         _close(kpool.AveragePool(x, **kw), rpool.AveragePool(x, **kw))
+
+
+# ----------------------------------------------------------------------------- BN / LRN / Erf / Gelu
+
+
+@SETTINGS
+@given(st.integers(1, 2), st.integers(1, 5), st.lists(st.integers(1, 5), min_size=0, max_size=2),
+       st.sampled_from([np.float32, np.float64]), st.booleans(), st.integers(0, 2**31))
+def test_batchnorm_matches_reference(N, C, spatial, dtype, old, seed):
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, (N, C, *spatial), dtype)
+    scale, B, mean = _rand(rng, (C,), dtype), _rand(rng, (C,), dtype), _rand(rng, (C,), dtype)
+    var = rng.uniform(0.1, 2, C).astype(dtype)
+    fast, ref = (knorm.BatchNormalization_1, rnorm.BatchNormalization_1) if old else (
+        knorm.BatchNormalization, rnorm.BatchNormalization)
+    _close(fast(x, scale, B, mean, var, epsilon=1e-3), ref(x, scale, B, mean, var, epsilon=1e-3), 1e-5)
+    # training mode: the reference, with the running statistics
+    for g, w in zip(knorm.BatchNormalization(x, scale, B, mean, var, training_mode=1),
+                    rnorm.BatchNormalization(x, scale, B, mean, var, training_mode=1)):
+        _close(g, w, 1e-5)
+
+
+@SETTINGS
+@given(st.integers(1, 2), st.integers(1, 9), st.lists(st.integers(1, 6), min_size=1, max_size=2),
+       st.integers(1, 12), st.sampled_from([1e-4, 0.5]), st.sampled_from([0.75, 1.0]),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_lrn_matches_reference(N, C, spatial, size, alpha, beta, dtype, seed):
+    x = _rand(np.random.default_rng(seed), (N, C, *spatial), dtype) * 3
+    attrs = dict(size=size, alpha=alpha, beta=beta, bias=2.0)
+    _close(knorm.LRN(x, **attrs), rnorm.LRN(x, **attrs), 1e-5)
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 9), min_size=0, max_size=3), st.sampled_from([1.0, 5.0]),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_erf_and_gelu_match_reference(shape, scale, dtype, seed):
+    x = (_rand(np.random.default_rng(seed), shape) * scale).astype(dtype)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    _close(kact.Erf(x), relem.Erf(x), tol)
+    _close(kact.Gelu(x), ract.Gelu(x), tol)
+    _close(kact.Gelu_ms(x), ract.Gelu_ms(x), tol)
+    _close(kact.Gelu(x, approximate="tanh"), ract.Gelu(x, approximate="tanh"), tol)
+
+
+def test_big_inputs_take_the_parallel_loops():
+    rng = np.random.default_rng(5)
+    x = _rand(rng, (64, 2048)) * 4  # above PARALLEL_MIN: the prange versions run
+    assert x.size >= ksoftmax.PARALLEL_MIN and x.size >= knorm.PARALLEL_MIN and x.size >= kact.PARALLEL_MIN
+    _close(ksoftmax.Softmax(x), rnorm.Softmax(x), 1e-6)
+    _close(ksoftmax.LogSoftmax(x), rnorm.LogSoftmax(x), 1e-5)
+    _close(kact.Erf(x), relem.Erf(x), 1e-6)
+    _close(kact.Gelu(x), ract.Gelu(x), 1e-6)
+    scale, B = _rand(rng, (2048,)), _rand(rng, (2048,))
+    for g, w in zip(knorm.LayerNormalization(x, scale, B), rnorm.LayerNormalization(x, scale, B)):
+        _close(g, w, 1e-4)
+
+
+def test_bn_affine_folding_and_maxpool_values_in_a_session():
+    """BN -> Mul -> Add (per channel) -> Relu -> MaxPool: level 2 folds the Mul/Add into the BN and
+    runs the MaxPool as Y-only minirt.MaxPool; the result is the reference's."""
+    C = 4
+    rng = np.random.default_rng(2)
+    inits = [helper.make_tensor(n, TensorProto.FLOAT, shape, v.ravel()) for n, shape, v in [
+        ("s", [C], rng.uniform(0.5, 1.5, C)), ("b", [C], rng.uniform(-1, 1, C)), ("m", [C], rng.uniform(-1, 1, C)),
+        ("v", [C], rng.uniform(0.5, 2, C)), ("k", [1, C, 1, 1], rng.uniform(-2, 2, C)),
+        ("t", [C, 1, 1], rng.uniform(-1, 1, C))]]
+    nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["bn"]),
+             helper.make_node("Mul", ["bn", "k"], ["mul"]), helper.make_node("Add", ["t", "mul"], ["add"]),
+             helper.make_node("Relu", ["add"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 9, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    fast, ref = minirt.InferenceSession(model), minirt.InferenceSession(model, optimize=0, kernels=False)
+    ops = [(n.domain, n.op_type) for n in fast.graph.nodes]
+    assert ops == [("", "BatchNormalization"), ("", "Relu"), ("minirt", "MaxPool")], ops
+    x = _rand(rng, (1, C, 9, 9)) * 3
+    _close(fast.run(None, {"x": x})[0], ref.run(None, {"x": x})[0], 1e-5)
 
 
 # ----------------------------------------------------------------------------- int8
@@ -304,7 +401,7 @@ def test_session_uses_kernels_unless_told_not_to():
 
 _PLAIN_PYTHON = """
 import numpy as np
-from minirt.kernels import conv, matmul, norm, pool, softmax
+from minirt.kernels import activation, conv, matmul, norm, pool, softmax
 rng = np.random.default_rng(0)
 x, w, b = rng.random((1, 2, 5, 5), np.float32), rng.random((2, 1, 3, 3), np.float32), np.zeros(2, np.float32)
 assert not hasattr(conv.im2col, "py_func")  # the JIT is off: these are the plain functions
@@ -316,6 +413,8 @@ assert np.allclose(matmul.matmul_blocked(x[0, 0], x[0, 1], 2), x[0, 0] @ x[0, 1]
 assert np.allclose(softmax.LogSoftmax(x), softmax.LogSoftmax_reference(x), atol=1e-6)
 assert np.allclose(norm.LayerNormalization(x, b[:1].repeat(5) + 1)[0], norm.LayerNormalization_reference(x, b[:1].repeat(5) + 1)[0], atol=1e-5)
 assert np.array_equal(pool.MaxPool(x, kernel_shape=[2, 2])[1], pool.MaxPool_reference(x, kernel_shape=[2, 2])[1])
+assert np.allclose(activation.Erf(x), activation.Erf_reference(x), atol=1e-6)
+assert np.allclose(activation.Gelu(x), activation.Gelu_reference(x), atol=1e-6)
 print("ok")
 """
 

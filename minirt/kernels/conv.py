@@ -18,19 +18,12 @@ tested against the reference but not used by default (it is ~100x slower than BL
 
 from __future__ import annotations
 
-import os
+import numba
+import numpy as np
 
-# Numba's OpenMP threads spin after each parallel loop by default, stealing both cores from the
-# BLAS threads of the matmul that follows (2x-10x slower convs on a busy machine): let them sleep.
-# (Read when Numba first starts its thread pool, so it must be set before any parallel kernel runs.)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-
-from minirt.ops.conv import Conv as Conv_reference  # noqa: E402
-from minirt.ops.conv import _window_pads  # noqa: E402
-from minirt.registry import kernel  # noqa: E402
+from minirt.ops.conv import Conv as Conv_reference
+from minirt.ops.conv import _window_pads
+from minirt.registry import kernel
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -1,4 +1,12 @@
-"""LayerNormalization over rows: one Numba loop per row (parallel over rows).
+"""LayerNormalization over rows (a Numba loop per row); inference BatchNormalization and LRN.
+
+BatchNormalization (inference) is a per-channel affine map: the [C] statistics become one scale
+``s = scale / sqrt(var + eps)`` and shift ``t = B - mean * s`` (cheap, in float64), then
+``y = x * s + t`` is two in-place NumPy passes over a single output array (the reference makes
+four temporaries). LRN sums the squares of ``size`` neighbouring channels as ``size`` shifted
+whole-array adds (the reference loops over the channels), and works in place on one array.
+
+LayerNormalization:
 
 The dims from ``axis`` on are contiguous, so the input is a ``[rows, D]`` view for every axis.
 Each row: the mean, the variance (a second pass, as the reference: no catastrophic
@@ -15,6 +23,9 @@ import numba
 import numpy as np
 
 from minirt.ops._common import normalize_axis, np_dtype
+from minirt.ops.norm import LRN as LRN_reference
+from minirt.ops.norm import BatchNormalization as BatchNormalization_reference
+from minirt.ops.norm import BatchNormalization_1 as BatchNormalization_1_reference
 from minirt.ops.norm import LayerNormalization as LayerNormalization_reference
 from minirt.registry import kernel
 
@@ -44,6 +55,8 @@ def _layer_norm_rows(x, scale, bias, epsilon, y, mean, inv_std):
 
 
 layer_norm_rows = numba.njit(parallel=True, cache=True)(_layer_norm_rows)
+layer_norm_rows_serial = numba.njit(cache=True)(_layer_norm_rows)  # small inputs: no thread pool wake-up
+PARALLEL_MIN = 1 << 16  # elements: below this, starting Numba's threads costs more than it saves
 
 
 def _flat_param(p, shape, dtype):
@@ -68,7 +81,8 @@ def LayerNormalization(X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1)
     y = np.empty_like(x)
     mean = np.empty(x.shape[0], dtype=X.dtype)
     inv_std = np.empty(x.shape[0], dtype=X.dtype)
-    layer_norm_rows(x, scale, bias, float(epsilon), y, mean, inv_std)
+    loops = layer_norm_rows if x.size >= PARALLEL_MIN else layer_norm_rows_serial
+    loops(x, scale, bias, float(epsilon), y, mean, inv_std)
     stats_shape = X.shape[:axis] + (1,) * (X.ndim - axis)  # [d0, .., d(axis-1), 1, .., 1]
     return y.reshape(X.shape), mean.reshape(stats_shape), inv_std.reshape(stats_shape)
 
@@ -77,3 +91,72 @@ def LayerNormalization(X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1)
 def LayerNormalization_1(X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1):
     """onnxruntime's pre-17 LayerNormalization: the same math."""
     return LayerNormalization(X, Scale, B, axis=axis, epsilon=epsilon, stash_type=stash_type)
+
+
+# ----------------------------------------------------------------------------- BatchNormalization
+
+
+def batch_norm_inference(X, scale, B, mean, var, epsilon):
+    """y = x * s + t per channel (axis 1), s = scale / sqrt(var + eps), t = B - mean * s."""
+    s = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + epsilon)  # [C]
+    t = np.asarray(B, np.float64) - np.asarray(mean, np.float64) * s
+    shape = (X.shape[1],) + (1,) * (X.ndim - 2)  # [C] -> [C, 1, ...] against [N, C, D1, ...]
+    y = np.multiply(X, s.astype(X.dtype).reshape(shape))  # the one new array
+    y += t.astype(X.dtype).reshape(shape)  # in place
+    return y
+
+
+def _bn_fast(X, params):
+    return (X.dtype in _FAST_DTYPES and X.ndim >= 2 and X.shape[1] > 0
+            and all(p.ndim == 1 and p.shape[0] == X.shape[1] for p in params))
+
+
+@kernel("BatchNormalization", since=14)
+def BatchNormalization(X, scale, B, input_mean, input_var, *, epsilon=1e-5, momentum=0.9, training_mode=0):
+    """Fast inference BatchNormalization (float32/float64, [C] parameters); training mode and
+    other dtypes run the reference."""
+    if training_mode or not _bn_fast(X, (scale, B, input_mean, input_var)):
+        return BatchNormalization_reference(X, scale, B, input_mean, input_var, epsilon=epsilon,
+                                            momentum=momentum, training_mode=training_mode)
+    return batch_norm_inference(X, scale, B, input_mean, input_var, epsilon)
+
+
+@kernel("BatchNormalization", since=1)
+def BatchNormalization_1(X, scale, B, mean, var, *, epsilon=1e-5, momentum=0.9, spatial=1, is_test=0,
+                         consumed_inputs=None):
+    """Fast BatchNormalization before opset 14 (inference only, as the reference)."""
+    if not _bn_fast(X, (scale, B, mean, var)):
+        return BatchNormalization_1_reference(X, scale, B, mean, var, epsilon=epsilon, momentum=momentum,
+                                              spatial=spatial, is_test=is_test, consumed_inputs=consumed_inputs)
+    return batch_norm_inference(X, scale, B, mean, var, epsilon)
+
+
+# ----------------------------------------------------------------------------- LRN
+
+
+def lrn_window_sums(X, size):
+    """For each channel c, the sum of X^2 over channels [c - (size-1)//2, c + size-1 - (size-1)//2]
+    clipped to [0, C): ``size`` shifted whole-array adds (the reference loops over the C channels)."""
+    C = X.shape[1]
+    before = (size - 1) // 2
+    square = np.square(X)
+    total = square.copy()  # the k = 0 term
+    for k in range(-before, size - before):  # channel c + k, for every c at once
+        if k > 0 and k < C:
+            total[:, :C - k] += square[:, k:]
+        elif k < 0 and -k < C:
+            total[:, -k:] += square[:, :C + k]
+    return total
+
+
+@kernel("LRN", since=1)
+def LRN(X, *, alpha=0.0001, beta=0.75, bias=1.0, size):
+    """Fast LRN for float32/float64 [N, C, ...]; other dtypes run the reference."""
+    if X.dtype not in _FAST_DTYPES or X.ndim < 3 or X.size == 0:
+        return LRN_reference(X, alpha=alpha, beta=beta, bias=bias, size=size)
+    d = lrn_window_sums(X, int(size))
+    d *= X.dtype.type(alpha / size)
+    d += X.dtype.type(bias)
+    np.power(d, X.dtype.type(-beta), out=d)  # (bias + alpha/size * sum)^-beta, in the input's dtype
+    d *= X
+    return d

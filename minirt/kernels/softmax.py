@@ -59,12 +59,20 @@ def _log_softmax_rows(x, y):
 
 softmax_rows = numba.njit(parallel=True, cache=True)(_softmax_rows)
 log_softmax_rows = numba.njit(parallel=True, cache=True)(_log_softmax_rows)
+# small inputs (a transformer's attention at batch 1, a classifier's logits) run serially: waking
+# Numba's thread pool costs tens of microseconds, more than the whole softmax
+softmax_rows_serial = numba.njit(cache=True)(_softmax_rows)
+log_softmax_rows_serial = numba.njit(cache=True)(_log_softmax_rows)
+_SERIAL = {softmax_rows: softmax_rows_serial, log_softmax_rows: log_softmax_rows_serial}
+PARALLEL_MIN = 1 << 16  # elements
 
 
 def _rows(input, axis, loops):
     """Run a row kernel over input seen as [prod(shape[:axis]), prod(shape[axis:])]."""
     x = np.ascontiguousarray(input).reshape(int(np.prod(input.shape[:axis])), -1)  # [..] -> [R, D]
     y = np.empty_like(x)
+    if x.size < PARALLEL_MIN:
+        loops = _SERIAL[loops]
     loops(x, y)
     return y.reshape(input.shape)  # [R, D] -> input shape
 

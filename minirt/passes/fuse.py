@@ -8,7 +8,11 @@
   in transformers) the pair is left alone here; :func:`fuse_elementwise` turns it into one
   ``minirt.FusedMatMul`` instead.
 - :func:`fuse_elementwise`: Conv/MatMul -> [Add] -> [activation] and Gemm -> activation
-  become ``minirt.FusedConv`` / ``FusedMatMul`` / ``FusedGemm`` (see :mod:`minirt.passes.fused_ops`).
+  become ``minirt.FusedConv`` / ``FusedMatMul`` / ``FusedGemm`` (see :mod:`minirt.passes.fused_ops`);
+  it also turns a MaxPool whose Indices output nobody names into ``minirt.MaxPool`` (Y only:
+  :func:`maxpool_values_only`), the one other "do less" rewrite of level 2.
+- :func:`fold_conv_batchnorm` also folds a per-channel Mul/Add *after a BatchNormalization* into
+  that BatchNormalization's scale and bias (DenseNet's Caffe2 export: BN -> Mul -> Add -> Relu).
 
 Each pass only fuses a value that has exactly one reader and is not a graph output (else the
 intermediate must still exist), and only with constant weights where it rewrites them.
@@ -100,11 +104,41 @@ def _channel_affine(g: Graph, node: Node, conv_out: str, M: int, rank: int, dtyp
     return None
 
 
+def _fold_into_batchnorm(g: Graph, names: NameMaker, bn: Node, node: Node) -> bool:
+    """BN(x) then per-channel ``* s + t`` (``node``, a Mul or Add) is one BN with scale*s, B*s + t."""
+    params = [g.initializers.get(i) for i in bn.inputs[1:5]] if len(bn.inputs) >= 5 else [None]
+    if any(p is None or p.ndim != 1 for p in params) or any(bn.outputs[1:]):
+        return False
+    if bn.attrs.get("training_mode", 0) or bn.attrs.get("spatial", 1) != 1:
+        return False
+    scale, bias = params[0], params[1]
+    M = scale.shape[0]
+    known = known_dims(g, bn.inputs[0])
+    affine = _channel_affine(g, node, bn.outputs[0], M, len(known) if known else 4, scale.dtype)
+    if affine is None or known is None or bias.shape != (M,):
+        return False
+    s, t = affine
+    base = bn.name or bn.outputs[0]
+    new_scale = (np.asarray(scale, np.float64) * s).astype(scale.dtype)
+    new_bias = (np.asarray(bias, np.float64) * s + t).astype(bias.dtype)
+    bn.inputs = [bn.inputs[0], _add_weight(g, names, f"{base}.scale_affine", new_scale),
+                 _add_weight(g, names, f"{base}.bias_affine", new_bias)] + list(bn.inputs[3:5])
+    g.value_info.pop(bn.outputs[0], None)
+    bn.outputs = [node.outputs[0]] + list(bn.outputs[1:])
+    g.nodes = [n for n in g.nodes if n is not node]
+    return True
+
+
 def _fold_conv_bn(g: Graph, names: NameMaker) -> None:
     users = consumers(g)
     producers = _producers(g)
     for node in list(g.nodes):
         if not _is(node, "BatchNormalization", "Mul", "Add"):
+            continue
+        bn = next((producers[i] for i in node.inputs if i in producers), None)
+        if (_is(node, "Mul", "Add") and _is(bn, "BatchNormalization")
+                and only_consumer(g, users, bn.outputs[0]) is node and _fold_into_batchnorm(g, names, bn, node)):
+            producers[bn.outputs[0]] = bn  # a following Mul/Add can fold in as well
             continue
         conv = next((producers[i] for i in node.inputs if i in producers), None)
         if not _is(conv, "Conv", "ConvTranspose") or only_consumer(g, users, conv.outputs[0]) is not node:
@@ -240,10 +274,33 @@ def fuse_elementwise(graph: Graph) -> Graph:
         fused[0] += _fuse_elementwise(sg, opsets)
 
     for_each_graph(run, g)
+    for_each_graph(lambda sg: fused.__setitem__(0, fused[0] + _maxpool_values_only(sg)), g)
     if fused[0]:
         for sg in walk(g):
             sg.opsets[DOMAIN] = 1
     return g
+
+
+def maxpool_values_only(graph: Graph) -> Graph:
+    """Return a copy of ``graph`` where each MaxPool that names no Indices output is a
+    ``minirt.MaxPool`` (Y only, several times faster; run by :func:`fuse_elementwise`)."""
+    g = copy_graph(graph)
+    count = [0]
+    for_each_graph(lambda sg: count.__setitem__(0, count[0] + _maxpool_values_only(sg)), g)
+    if count[0]:
+        for sg in walk(g):
+            sg.opsets[DOMAIN] = 1
+    return g
+
+
+def _maxpool_values_only(g: Graph) -> int:
+    count = 0
+    for i, node in enumerate(g.nodes):
+        if _is(node, "MaxPool") and len(node.outputs) >= 1 and not any(node.outputs[1:]):
+            g.nodes[i] = Node("MaxPool", list(node.inputs), node.outputs[:1], dict(node.attrs),
+                              name=node.name, domain=DOMAIN)
+            count += 1
+    return count
 
 
 def _fuse_elementwise(g: Graph, opsets: dict[str, int]) -> int:

@@ -14,10 +14,15 @@ order onnxruntime's fused ops use:
     LeakyRelu, Elu: [alpha]          HardSigmoid: [alpha, beta]          Clip: [min, max]
 
 The reference versions below are literally the unfused ops called one after the other, so a
-fused graph computes what the original graph computed. The ``@kernel`` versions do the same with
-the fastest registered version of each op (a Numba conv, a BLAS matmul), so fusing never runs
-slower than not fusing; a real fused kernel (the activation applied in the conv's loop, no
-intermediate array) can replace them.
+fused graph computes what the original graph computed. The ``@kernel`` versions run the fastest
+registered product op (a Numba/BLAS conv, a BLAS matmul), then apply the Add and the activation
+**in place** on the product's output — a fresh array the op owns — so a Conv+Add+Relu makes one
+array and one extra pass over it per step, instead of one new array per step (``y += Z``,
+``np.maximum(y, 0, out=y)``). Activations without an in-place form run the fastest registered op.
+
+One more op of this domain is not a fusion but the same kind of "do less": ``minirt.MaxPool`` is
+MaxPool computing Y alone, for the nodes that name no Indices output (nearly all): finding Y
+tap by tap is several times faster than tracking which tap won (see :mod:`minirt.kernels.pool`).
 
 Note: ``minirt.FusedMatMul`` is not ``com.microsoft.FusedMatMul`` (that one scales and transposes).
 """
@@ -29,10 +34,12 @@ from typing import Callable
 import numpy as np
 
 from minirt import registry
+from minirt.kernels.pool import max_pool_values
 from minirt.ops.activation import Elu, Gelu, HardSigmoid, HardSwish, LeakyRelu, Relu, Sigmoid, Tanh
 from minirt.ops.conv import Conv
 from minirt.ops.elementwise import Add, Clip
 from minirt.ops.linalg import Gemm, MatMul
+from minirt.ops.pool import MaxPool as MaxPool_onnx
 from minirt.registry import kernel, op
 
 DOMAIN = "minirt"
@@ -72,6 +79,23 @@ def activate(y, activation: str, params, get: Callable = _reference):
     raise ValueError(f"fused activation {activation!r} is not one of {ACTIVATIONS}")
 
 
+def _epilogue_in_place(y, Z, activation: str, params):
+    """activation(y + Z) where ``y`` is a fresh array this op owns: in place where NumPy can."""
+    if Z is not None:
+        if Z.dtype == y.dtype and y.flags.writeable and np.broadcast_shapes(Z.shape, y.shape) == y.shape:
+            y += Z  # Z broadcasts into y: no new array
+        else:
+            y = _fastest("Add")(y, Z)
+    if activation == "Relu" and y.flags.writeable:
+        np.maximum(y, y.dtype.type(0), out=y)  # NaN stays NaN, as np.maximum in the reference
+        return y
+    if activation == "Clip" and y.flags.writeable and y.dtype.kind == "f":
+        lo, hi = params
+        np.minimum(np.maximum(y, y.dtype.type(lo), out=y), y.dtype.type(hi), out=y)
+        return y
+    return activate(y, activation, params, _fastest)
+
+
 # ----------------------------------------------------------------------------- FusedConv
 
 
@@ -94,10 +118,10 @@ def FusedConv(X, W, B=None, Z=None, *, activation="", activation_params=None, au
 @kernel("FusedConv", since=1, domain=DOMAIN)
 def FusedConv_fast(X, W, B=None, Z=None, *, activation="", activation_params=None, auto_pad="NOTSET",
                    dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    """FusedConv with the fastest registered Conv, Add and activation."""
-    conv_attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                      pads=pads, strides=strides)
-    return _fused_conv(_fastest, X, W, B, Z, activation, activation_params, conv_attrs)
+    """FusedConv with the fastest registered Conv, then the Add and the activation in place."""
+    y = _fastest("Conv")(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group,
+                         kernel_shape=kernel_shape, pads=pads, strides=strides)  # [N, C, *in] -> [N, M, *out]
+    return _epilogue_in_place(y, Z, activation, activation_params)
 
 
 # ----------------------------------------------------------------------------- FusedMatMul
@@ -118,8 +142,9 @@ def FusedMatMul(A, B, Z=None, *, activation="", activation_params=None):
 
 @kernel("FusedMatMul", since=1, domain=DOMAIN)
 def FusedMatMul_fast(A, B, Z=None, *, activation="", activation_params=None):
-    """FusedMatMul with the fastest registered MatMul, Add and activation."""
-    return _fused_matmul(_fastest, A, B, Z, activation, activation_params)
+    """FusedMatMul with the fastest registered MatMul, then the Add and the activation in place."""
+    y = _fastest("MatMul")(A, B)  # [..., M, K] @ [..., K, N] -> [..., M, N]
+    return _epilogue_in_place(y, Z, activation, activation_params)
 
 
 # ----------------------------------------------------------------------------- FusedGemm
@@ -141,6 +166,25 @@ def FusedGemm(A, B, C=None, *, activation="", activation_params=None, alpha=1.0,
 @kernel("FusedGemm", since=1, domain=DOMAIN)
 def FusedGemm_fast(A, B, C=None, *, activation="", activation_params=None, alpha=1.0, beta=1.0, transA=0,
                    transB=0):
-    """FusedGemm with the fastest registered Gemm and activation."""
-    gemm_attrs = dict(alpha=alpha, beta=beta, transA=transA, transB=transB)
-    return _fused_gemm(_fastest, A, B, C, activation, activation_params, gemm_attrs)
+    """FusedGemm with the fastest registered Gemm, then the activation in place."""
+    y = _fastest("Gemm")(A, B, C, alpha=alpha, beta=beta, transA=transA, transB=transB)  # [M, N]
+    return _epilogue_in_place(y, None, activation, activation_params)
+
+
+# ----------------------------------------------------------------------------- MaxPool (Y only)
+
+
+@op("MaxPool", since=1, domain=DOMAIN)
+def MaxPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
+            storage_order=0, strides=None):
+    """Y of ONNX MaxPool, without Indices — https://onnx.ai/onnx/operators/onnx__MaxPool.html"""
+    return MaxPool_onnx(X, auto_pad=auto_pad, ceil_mode=ceil_mode, dilations=dilations,
+                        kernel_shape=kernel_shape, pads=pads, storage_order=storage_order, strides=strides)[0]
+
+
+@kernel("MaxPool", since=1, domain=DOMAIN)
+def MaxPool_fast(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
+                 storage_order=0, strides=None):
+    """Y of MaxPool, tap by tap (:func:`minirt.kernels.pool.max_pool_values`)."""
+    return max_pool_values(X, auto_pad=auto_pad, ceil_mode=ceil_mode, dilations=dilations,
+                           kernel_shape=kernel_shape, pads=pads, storage_order=storage_order, strides=strides)
