@@ -2,63 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from onnx import TensorProto, helper
-from onnx.reference import ReferenceEvaluator
+from onnx import TensorProto
 
 from minirt import registry
 from minirt.dtypes import onnx_type
 from minirt.ops import elementwise as ew
+from minirt.testing import assert_same, broadcastable_shapes, one_node_model, ort_op, run_reference
 
 SETTINGS = settings(deadline=None, max_examples=25)
 seeds = st.integers(0, 2**31 - 1)
 
 
-@functools.lru_cache(maxsize=None)
-def _session(op_type, in_types, opset, attrs):
-    """ORT session for a one-node model; in_types: ONNX type codes (0 = absent optional input)."""
-    names = [f"i{k}" if t else "" for k, t in enumerate(in_types)]
-    inputs = [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, in_types) if t]
-    node = helper.make_node(op_type, names, ["o"], **dict(attrs))
-    graph = helper.make_graph([node], "g", inputs, [onnx.ValueInfoProto(name="o")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
 def ort_run(op_type, *args, opset=21, **attrs):
     """Run ``op_type`` on ``args`` (None = absent optional input) in onnxruntime."""
-    types = tuple(0 if a is None else onnx_type(np.asarray(a).dtype) for a in args)
-    sess = _session(op_type, types, opset, tuple(sorted(attrs.items())))
-    feeds = {f"i{k}": np.asarray(a) for k, a in enumerate(args) if a is not None}
-    return sess.run(None, feeds)[0]
-
-
-def assert_same(got, want, rtol=0.0, atol=0.0):
-    """Same dtype, same shape, values close (NaNs in the same places)."""
-    assert isinstance(got, np.ndarray), type(got)
-    assert got.dtype == want.dtype, (got.dtype, want.dtype)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    if got.dtype == object:
-        assert got.tolist() == want.tolist()
-    elif rtol == atol == 0.0:
-        np.testing.assert_array_equal(got, want)
-    else:
-        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol)
-
-
-def shapes(n, min_side=1):
-    """n mutually broadcastable shapes of rank 0..4 (size-1 dims included)."""
-    return hnp.mutually_broadcastable_shapes(num_shapes=n, min_dims=0, max_dims=4, min_side=min_side, max_side=4)
+    return ort_op(op_type, args, attrs, opset=opset)[0]
 
 
 def rand(rng, shape, dtype, lo=-10, hi=10):
@@ -80,10 +44,10 @@ ARITH = {"Add": ew.Add, "Sub": ew.Sub, "Mul": ew.Mul, "Div": ew.Div}
 
 @SETTINGS
 @given(op=st.sampled_from(sorted(ARITH)), dtype=st.sampled_from([np.float32, np.float16, np.int32, np.int64]),
-       shp=shapes(2, min_side=0), seed=seeds)
+       shp=broadcastable_shapes(2, min_side=0), seed=seeds)
 def test_arithmetic_matches_ort(op, dtype, shp, seed):
     rng = np.random.default_rng(seed)
-    a, b = (rand(rng, s, dtype) for s in shp.input_shapes)
+    a, b = (rand(rng, s, dtype) for s in shp)
     if op == "Div" and np.dtype(dtype).kind == "i":
         b = np.where(b == 0, 3, b).astype(dtype)  # integer x / 0 is undefined
     got = ARITH[op](a, b)
@@ -98,43 +62,43 @@ def test_integer_div_truncates_toward_zero():
 
 
 @SETTINGS
-@given(shp=shapes(2), seed=seeds, dtype=st.sampled_from([np.float32, np.float64]))
+@given(shp=broadcastable_shapes(2), seed=seeds, dtype=st.sampled_from([np.float32, np.float64]))
 def test_pow_float(shp, seed, dtype):
     rng = np.random.default_rng(seed)
-    x = rand(rng, shp.input_shapes[0], dtype, 0.1, 5)
-    y = rand(rng, shp.input_shapes[1], dtype, -3, 3)
+    x = rand(rng, shp[0], dtype, 0.1, 5)
+    y = rand(rng, shp[1], dtype, -3, 3)
     # exp/log-based pow implementations differ by a few ulp
     assert_same(ew.Pow(x, y), ort_run("Pow", x, y), rtol=1e-5)
 
 
 @SETTINGS
-@given(shp=shapes(2), seed=seeds)
+@given(shp=broadcastable_shapes(2), seed=seeds)
 def test_pow_keeps_base_dtype(shp, seed):
     rng = np.random.default_rng(seed)
-    x = rand(rng, shp.input_shapes[0], np.int64, -5, 5)
-    y = rand(rng, shp.input_shapes[1], np.int64, 0, 5)
+    x = rand(rng, shp[0], np.int64, -5, 5)
+    y = rand(rng, shp[1], np.int64, 0, 5)
     assert_same(ew.Pow(x, y), ort_run("Pow", x, y))  # exact integer powers
-    xf = rand(rng, shp.input_shapes[0], np.float32, 0.5, 3)
+    xf = rand(rng, shp[0], np.float32, 0.5, 3)
     # float base, integer exponent: still float32; rounding of float64 pow vs ORT's float pow
     assert_same(ew.Pow(xf, y), ort_run("Pow", xf, y), rtol=1e-6)
 
 
 @SETTINGS
-@given(shp=shapes(2), seed=seeds, dtype=st.sampled_from([np.int32, np.int64, np.int8]), fmod=st.sampled_from([0, 1]))
+@given(shp=broadcastable_shapes(2), seed=seeds, dtype=st.sampled_from([np.int32, np.int64, np.int8]), fmod=st.sampled_from([0, 1]))
 def test_mod_integers(shp, seed, dtype, fmod):
     rng = np.random.default_rng(seed)
-    a = rand(rng, shp.input_shapes[0], dtype, -50, 50)
-    b = rand(rng, shp.input_shapes[1], dtype, -9, 9)
+    a = rand(rng, shp[0], dtype, -50, 50)
+    b = rand(rng, shp[1], dtype, -9, 9)
     b = np.where(b == 0, 4, b).astype(dtype)  # x mod 0 is undefined for integers
     assert_same(ew.Mod(a, b, fmod=fmod), ort_run("Mod", a, b, fmod=fmod))
 
 
 @SETTINGS
-@given(shp=shapes(2), seed=seeds)
+@given(shp=broadcastable_shapes(2), seed=seeds)
 def test_mod_float_fmod(shp, seed):
     rng = np.random.default_rng(seed)
-    a = rand(rng, shp.input_shapes[0], np.float32, -50, 50)
-    b = rand(rng, shp.input_shapes[1], np.float32, 0.5, 9) * rng.choice([-1, 1], shp.input_shapes[1])
+    a = rand(rng, shp[0], np.float32, -50, 50)
+    b = rand(rng, shp[1], np.float32, 0.5, 9) * rng.choice([-1, 1], shp[1])
     assert_same(ew.Mod(a, b.astype(np.float32), fmod=1), ort_run("Mod", a, b.astype(np.float32), fmod=1))
 
 
@@ -207,9 +171,9 @@ VARIADIC = {"Sum": ew.Sum, "Mean": ew.Mean, "Max": ew.Max, "Min": ew.Min}
 @given(op=st.sampled_from(sorted(VARIADIC)), n=st.integers(1, 3), data=st.data(), seed=seeds,
        dtype=st.sampled_from([np.float32, np.float16]))
 def test_variadic_matches_ort(op, n, data, seed, dtype):
-    shp = data.draw(shapes(n))
+    shp = data.draw(broadcastable_shapes(n))
     rng = np.random.default_rng(seed)
-    args = [rand(rng, s, dtype) for s in shp.input_shapes]
+    args = [rand(rng, s, dtype) for s in shp]
     # float16 Sum/Mean: ORT may accumulate pairwise differently; one float16 ulp
     tol = 2e-3 if dtype == np.float16 else 1e-6
     assert_same(VARIADIC[op](*args), ort_run(op, *args, opset=13), rtol=tol, atol=tol)
@@ -218,9 +182,9 @@ def test_variadic_matches_ort(op, n, data, seed, dtype):
 @SETTINGS
 @given(op=st.sampled_from(["Max", "Min"]), data=st.data(), seed=seeds)
 def test_variadic_integers(op, data, seed):  # Sum and Mean are float-only in the spec
-    shp = data.draw(shapes(3))
+    shp = data.draw(broadcastable_shapes(3))
     rng = np.random.default_rng(seed)
-    args = [rand(rng, s, np.int32, -100, 100) for s in shp.input_shapes]
+    args = [rand(rng, s, np.int32, -100, 100) for s in shp]
     assert_same(VARIADIC[op](*args), ort_run(op, *args, opset=13))
 
 
@@ -234,10 +198,10 @@ COMPARE = {"Equal": ew.Equal, "Greater": ew.Greater, "Less": ew.Less,
 
 @SETTINGS
 @given(op=st.sampled_from(sorted(COMPARE)), dtype=st.sampled_from([np.float32, np.int64, np.int32]),
-       shp=shapes(2, min_side=0), seed=seeds)
+       shp=broadcastable_shapes(2, min_side=0), seed=seeds)
 def test_comparisons_return_bool(op, dtype, shp, seed):
     rng = np.random.default_rng(seed)
-    a, b = (rand(rng, s, dtype, -3, 3).round().astype(dtype) for s in shp.input_shapes)  # many ties
+    a, b = (rand(rng, s, dtype, -3, 3).round().astype(dtype) for s in shp)  # many ties
     got = COMPARE[op](a, b)
     assert got.dtype == np.bool_
     assert_same(got, ort_run(op, a, b, opset=19))
@@ -253,10 +217,10 @@ LOGIC = {"And": ew.And, "Or": ew.Or, "Xor": ew.Xor}
 
 
 @SETTINGS
-@given(op=st.sampled_from(sorted(LOGIC)), shp=shapes(2, min_side=0), seed=seeds)
+@given(op=st.sampled_from(sorted(LOGIC)), shp=broadcastable_shapes(2, min_side=0), seed=seeds)
 def test_logic(op, shp, seed):
     rng = np.random.default_rng(seed)
-    a, b = (rand(rng, s, np.bool_) for s in shp.input_shapes)
+    a, b = (rand(rng, s, np.bool_) for s in shp)
     assert_same(LOGIC[op](a, b), ort_run(op, a, b))
     assert_same(ew.Not(a), ort_run("Not", a))
 
@@ -266,23 +230,23 @@ BITWISE = {"BitwiseAnd": ew.BitwiseAnd, "BitwiseOr": ew.BitwiseOr, "BitwiseXor":
 
 @SETTINGS
 @given(op=st.sampled_from(sorted(BITWISE)), dtype=st.sampled_from([np.int8, np.int32, np.uint16, np.uint64]),
-       shp=shapes(2), seed=seeds)
+       shp=broadcastable_shapes(2), seed=seeds)
 def test_bitwise(op, dtype, shp, seed):
     rng = np.random.default_rng(seed)
     info = np.iinfo(dtype)
-    a, b = (rng.integers(info.min, info.max, s, dtype=dtype, endpoint=True) for s in shp.input_shapes)
+    a, b = (rng.integers(info.min, info.max, s, dtype=dtype, endpoint=True) for s in shp)
     assert_same(BITWISE[op](a, b), ort_run(op, a, b, opset=18))
     assert_same(ew.BitwiseNot(a), ort_run("BitwiseNot", a, opset=18))
 
 
 @SETTINGS
 @given(direction=st.sampled_from(["LEFT", "RIGHT"]), dtype=st.sampled_from([np.uint8, np.uint32, np.uint64]),
-       shp=shapes(2), seed=seeds)
+       shp=broadcastable_shapes(2), seed=seeds)
 def test_bitshift_matches_ort(direction, dtype, shp, seed):
     rng = np.random.default_rng(seed)
     bits = np.dtype(dtype).itemsize * 8
-    x = rng.integers(0, np.iinfo(dtype).max, shp.input_shapes[0], dtype=dtype, endpoint=True)
-    y = rng.integers(0, bits - 1, shp.input_shapes[1], endpoint=True).astype(dtype)  # ORT: in-range shifts
+    x = rng.integers(0, np.iinfo(dtype).max, shp[0], dtype=dtype, endpoint=True)
+    y = rng.integers(0, bits - 1, shp[1], endpoint=True).astype(dtype)  # ORT: in-range shifts
     assert_same(ew.BitShift(x, y, direction=direction), ort_run("BitShift", x, y, direction=direction))
 
 
@@ -307,11 +271,11 @@ def test_isnan_isinf(dtype, seed, shape, neg, pos):
 
 
 @SETTINGS
-@given(shp=shapes(3, min_side=0), seed=seeds, dtype=st.sampled_from([np.float32, np.int64, np.uint8]))
+@given(shp=broadcastable_shapes(3, min_side=0), seed=seeds, dtype=st.sampled_from([np.float32, np.int64, np.uint8]))
 def test_where(shp, seed, dtype):
     rng = np.random.default_rng(seed)
-    c = rand(rng, shp.input_shapes[0], np.bool_)
-    x, y = (rand(rng, s, dtype, 0, 50) for s in shp.input_shapes[1:])
+    c = rand(rng, shp[0], np.bool_)
+    x, y = (rand(rng, s, dtype, 0, 50) for s in shp[1:])
     assert_same(ew.Where(c, x, y), ort_run("Where", c, x, y, opset=16))
 
 
@@ -368,8 +332,8 @@ def test_cast_narrow_floats_match_onnx_reference(to, saturate, seed, shape):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 6, shape)).astype(np.float32)
     x.flat[0] = rng.choice([np.inf, -np.inf, np.nan, 1e6])  # saturate: clamp; otherwise NaN/inf
-    node = helper.make_node("Cast", ["x"], ["y"], to=to, saturate=saturate)  # bfloat16 ignores it
-    want = ReferenceEvaluator(node).run(None, {"x": x})[0]
+    cast = one_node_model("Cast", [x], {"to": to, "saturate": saturate})  # bfloat16 ignores saturate
+    want = run_reference(cast, [x])[0]
     got = ew.Cast(x, to=to, saturate=saturate)
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got.astype(np.float32), want.astype(np.float32))

@@ -5,73 +5,21 @@ These ops only move data, so results must match ORT exactly: same dtype, same sh
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import helper
 
-from minirt.dtypes import onnx_type
 from minirt.ops import shape as S
+from minirt.testing import assert_same, ort_op
 
 SETTINGS = settings(deadline=None, max_examples=25)
-
-
-@functools.lru_cache(maxsize=None)
-def _session(op_type, in_types, n_out, opset, attrs):
-    """ORT session for a one-node model; in_types are ONNX type codes (0 = absent optional input)."""
-    names = [f"i{k}" if t else "" for k, t in enumerate(in_types)]
-    inputs = [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, in_types) if t]
-    outs = [f"o{k}" for k in range(n_out)]
-    node = helper.make_node(op_type, names, outs, **{k: _attr(v) for k, v in attrs})
-    graph = helper.make_graph([node], "g", inputs, [onnx.ValueInfoProto(name=o) for o in outs])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
-class _Tensor:
-    """A TENSOR attribute in hashable form, so sessions can be cached per attribute set."""
-
-    def __init__(self, array):
-        self.array = np.asarray(array)
-        self.key = (self.array.dtype.str, self.array.shape, self.array.tobytes())
-
-    def __hash__(self):
-        return hash(self.key)
-
-    def __eq__(self, other):
-        return isinstance(other, _Tensor) and self.key == other.key
-
-
-def _attr(v):
-    if isinstance(v, _Tensor):
-        return onnx.numpy_helper.from_array(v.array)
-    return list(v) if isinstance(v, tuple) else v
-
-
-def _freeze(v):
-    if isinstance(v, np.ndarray):
-        return _Tensor(v)
-    return tuple(v) if isinstance(v, list) else v
 
 
 def ort_run(op_type, *args, opset=21, n_out=1, **attrs):
     """Run one ONNX node in ORT and return its first output (all outputs when n_out > 1);
     attributes as keywords (lists and NumPy arrays allowed)."""
-    args = list(args)
-    while args and args[-1] is None:  # trailing absent optionals are left off the node
-        args.pop()
-    types = tuple(0 if a is None else onnx_type(np.asarray(a).dtype) for a in args)
-    frozen = tuple(sorted((k, _freeze(v)) for k, v in attrs.items()))
-    sess = _session(op_type, types, n_out, opset, frozen)
-    out = sess.run(None, {f"i{k}": np.asarray(a) for k, a in enumerate(args) if a is not None})
+    out = ort_op(op_type, args, attrs, opset=opset, n_outputs=n_out)
     return out if n_out > 1 else out[0]
 
 
@@ -81,11 +29,9 @@ def ort_outputs(op_type, *args, n_out, **kw):
 
 
 def same(got, want):
-    """Data-movement ops are exact: dtype, shape and every value."""
-    got = np.asarray(got)
-    assert got.dtype == want.dtype, (got.dtype, want.dtype)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    np.testing.assert_array_equal(got, want)
+    """Data-movement ops are exact: dtype, shape and every value (a NumPy scalar counts as 0-d:
+    ArgMax and Gather still return scalars for 0-d results)."""
+    assert_same(np.asarray(got), want)
 
 
 DTYPES = [np.float32, np.float16, np.int64, np.int32, np.uint8, np.bool_]
