@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import helper
 
-from minirt.dtypes import onnx_type
 from minirt.ops import linalg as L
-
-
-@functools.lru_cache(maxsize=None)
-def _session(op_type, attrs, in_types, out_types, opset, domain=""):
-    """One-node ORT model. attrs: tuple of (name, value); in_types / out_types: ONNX element
-    types (an input of type None is an absent optional input)."""
-    inputs, names = [], []
-    for k, t in enumerate(in_types):
-        if t is None:
-            names.append("")
-        else:
-            names.append(f"i{k}")
-            inputs.append(helper.make_tensor_value_info(f"i{k}", t, None))
-    while names and names[-1] == "":  # trailing absent inputs are left out (ORT crashes on them)
-        names.pop()
-    outs = [f"o{k}" for k in range(len(out_types))]
-    node = helper.make_node(op_type, names, outs, domain=domain, **dict(attrs))
-    graph = helper.make_graph([node], "g", inputs,
-                              [helper.make_tensor_value_info(o, t, None) for o, t in zip(outs, out_types)])
-    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = 10
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+from minirt.testing import ort_op
 
 
 def _ort(op_type, attrs, inputs, n_out=1, opset=13, domain=""):
-    types = tuple(None if x is None else onnx_type(x.dtype) for x in inputs)
-    attrs = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()))
-    sess = _session(op_type, attrs, types, (types[0],) * n_out, opset, domain)
-    return sess.run(None, {f"i{k}": x for k, x in enumerate(inputs) if x is not None})
+    """Every output of one ONNX node run by onnxruntime; outputs typed as the first input."""
+    return ort_op(op_type, inputs, attrs, opset=opset, domain=domain, n_outputs=n_out,
+                  output_dtypes=[inputs[0].dtype] * n_out)
 
 
 def _rand(rng, shape, dtype):

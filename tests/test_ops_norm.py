@@ -2,58 +2,29 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper
 
-from minirt.dtypes import onnx_type
 from minirt.ops import norm as N
-
-
-@functools.lru_cache(maxsize=None)
-def _session(op_type, attrs, in_types, out_types, opset, domain=""):
-    """One-node ORT model. attrs: tuple of (name, value); in_types / out_types: ONNX element
-    types (an input of type None is an absent optional input)."""
-    inputs, names = [], []
-    for k, t in enumerate(in_types):
-        if t is None:
-            names.append("")
-        else:
-            names.append(f"i{k}")
-            inputs.append(helper.make_tensor_value_info(f"i{k}", t, None))
-    while names and names[-1] == "":  # trailing absent inputs are left out (ORT crashes on them)
-        names.pop()
-    outs = [f"o{k}" for k in range(len(out_types))]
-    node = helper.make_node(op_type, names, outs, domain=domain, **dict(attrs))
-    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info(o, t, None) for o, t in zip(outs, out_types)])
-    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = 9
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+from minirt.testing import assert_same, ort_op
 
 
 def _ort(op_type, attrs, inputs, n_out=1, opset=18, domain=""):
-    types = tuple(None if x is None else onnx_type(x.dtype) for x in inputs)
-    out_types = (types[0],) * n_out
+    """Every output of one ONNX node run by onnxruntime; outputs typed as the first input."""
+    out_types = [inputs[0].dtype] * n_out
     if op_type == "LayerNormalization":
-        out_types = (types[0], TensorProto.FLOAT, TensorProto.FLOAT)  # Mean, InvStdDev: stash_type
-    sess = _session(op_type, tuple(sorted(attrs.items())), types, out_types, opset, domain)
-    feeds = {f"i{k}": x for k, x in enumerate(inputs) if x is not None}
-    return sess.run(None, feeds)
+        out_types = [inputs[0].dtype, np.float32, np.float32]  # Mean, InvStdDev: stash_type
+    return ort_op(op_type, inputs, attrs, opset=opset, domain=domain, n_outputs=n_out, output_dtypes=out_types)
 
 
 def _close(got, want, dtype):
-    assert got.dtype == want.dtype and got.shape == want.shape
     if dtype == np.float16:
         tol = dict(rtol=5e-3, atol=5e-3)  # float16 ulp is ~1e-3 at 1; ORT rounds at other steps
     else:
         tol = dict(rtol=1e-5, atol=1e-5)  # float32: reduction order differs from ORT's
-    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), **tol)
+    assert_same(got, want, **tol)  # same dtype and shape too
 
 
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)

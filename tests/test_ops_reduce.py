@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper
 
-from minirt.dtypes import onnx_type
 from minirt.ops import reduce as R
+from minirt.testing import ort_op
 
 ALL_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
            "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"]
@@ -20,24 +16,19 @@ ALL_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "R
 INT_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd"]
 
 
-@functools.lru_cache(maxsize=None)
-def _session(op_type, dtype, keepdims, noop, axes_attr, opset):
-    """A one-node ORT model; axes is an input (opset 18 form) unless axes_attr is given."""
-    elem = onnx_type(dtype)
-    inputs = [helper.make_tensor_value_info("x", elem, None)]
-    node_inputs = ["x"]
+def _ort(op_type, x, keepdims, opset, axes=None, noop=None):
+    """onnxruntime's output of one Reduce node: ``axes`` is an input array (opset 18 form) or,
+    when ``noop`` is None, an attribute list (left out when empty)."""
     attrs = {"keepdims": keepdims}
-    if axes_attr is None:
-        inputs.append(helper.make_tensor_value_info("axes", TensorProto.INT64, [None]))
-        node_inputs.append("axes")
+    if noop is not None:
+        inputs = [x, axes]
         attrs["noop_with_empty_axes"] = noop
-    elif axes_attr != ():
-        attrs["axes"] = list(axes_attr)
-    node = helper.make_node(op_type, node_inputs, ["y"], **attrs)
-    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", elem, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 9
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    else:
+        inputs = [x]
+        if axes:
+            attrs["axes"] = list(axes)
+    (y,) = ort_op(op_type, inputs, attrs, opset=opset, output_dtypes=[x.dtype])
+    return y
 
 
 def _tolerance(op_type, dtype):
@@ -74,9 +65,8 @@ def _case(draw, ops=ALL_OPS, allow_int=True):
 def test_axes_input_form_matches_ort(case, noop):
     op_type, x, axes, keepdims = case
     opset = 13 if op_type == "ReduceSum" else 18
-    sess = _session(op_type, x.dtype, keepdims, noop if not axes else 0, None, opset)
     axes_arr = np.array(axes, dtype=np.int64)
-    (want,) = sess.run(None, {"x": x, "axes": axes_arr})
+    want = _ort(op_type, x, keepdims, opset, axes=axes_arr, noop=noop if not axes else 0)
     got = getattr(R, op_type)(x, axes_arr, keepdims=keepdims, noop_with_empty_axes=noop if not axes else 0)
     assert isinstance(got, np.ndarray) and got.dtype == x.dtype
     assert got.shape == want.shape
@@ -87,8 +77,7 @@ def test_axes_input_form_matches_ort(case, noop):
 @given(_case())
 def test_axes_attribute_form_matches_ort(case):
     op_type, x, axes, keepdims = case
-    sess = _session(op_type, x.dtype, keepdims, 0, tuple(axes), 11)
-    (want,) = sess.run(None, {"x": x})
+    want = _ort(op_type, x, keepdims, 11, axes=axes)
     got = getattr(R, op_type + "_1")(x, axes=axes or None, keepdims=keepdims)
     assert got.dtype == x.dtype and got.shape == want.shape
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), **_tolerance(op_type, x.dtype))
