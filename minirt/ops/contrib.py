@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from minirt.ops.activation import Selu, Softplus, Softsign, ThresholdedRelu
+from minirt.ops.indexing import ReverseSequence
 from minirt.ops.linalg import _matmul, _wide
 from minirt.ops.norm import LayerNormalization
 from minirt.ops.quant import DynamicQuantizeLinear, _matmul_int32, _widen
@@ -99,8 +100,9 @@ def _heads(x, num_heads):
 
 def _mask_bias(mask_index, batch, q_len, past_len, kv_len, unidirectional, mask_filter_value, dtype):
     """The additive mask [B or 1, 1, S, T] of onnxruntime's attention kernels, T = past + kv:
-    mask_filter_value where query i may not attend key j, else 0 (a key both padded and in the
-    future gets it twice, as in onnxruntime). mask_index forms:
+    mask_filter_value where key j is masked out, else 0; with unidirectional, the lowest float
+    where key j comes after query i (so a query whose keys are all padded still sees only its
+    past, as in onnxruntime). mask_index forms:
 
     [B] key lengths (right padding)       [2B] end positions then start positions (left padding)
     [B, T] 0/1 raw mask                   [B, S, T] 0/1 raw mask per query
@@ -126,19 +128,19 @@ def _mask_bias(mask_index, batch, q_len, past_len, kv_len, unidirectional, mask_
             raise ValueError(f"attention mask_index of shape {m.shape} is not one of [B], [2B], [B, T], "
                              f"[B, S, T], [B, 1, M, M] (B={batch}, S={q_len}, T={total})")
     bias = np.where(blocked, dtype.type(mask_filter_value), dtype.type(0))
-    if unidirectional:
+    if unidirectional and q_len > 1:  # onnxruntime: one query token (a decoding step) sees every key
         i = np.arange(q_len).reshape(-1, 1)  # [S, 1]
         future = j > past_len + i  # [S, T]: key j comes after query i
-        bias = bias + np.where(future, dtype.type(mask_filter_value), dtype.type(0))
+        bias = np.where(future, np.finfo(dtype).min, bias)  # never attended, even in a padded row
     return bias
 
 
 def _attend(Q, K, V, bias, attention_bias, scale):
     """softmax(scale * Q @ K^T + bias + attention_bias) @ V, [B, N, S, H] -> [B, S, N*Hv]."""
     scores = _matmul(Q, np.swapaxes(K, -1, -2)) * Q.dtype.type(scale)  # [B, N, S, H] @ [B, N, H, T] -> [B, N, S, T]
-    scores = _wide(scores + bias)
     if attention_bias is not None:
-        scores = scores + _wide(attention_bias)  # [B or 1, N or 1, S, T]
+        scores = scores + attention_bias  # [B or 1, N or 1, S, T]
+    scores = _wide(scores + bias)  # the mask last, as onnxruntime (it matters in a fully masked row)
     scores = scores - scores.max(axis=-1, keepdims=True)
     e = np.exp(scores)
     probs = (e / e.sum(axis=-1, keepdims=True)).astype(Q.dtype)
@@ -170,7 +172,7 @@ def Attention(input, weights, bias=None, mask_index=None, past=None, attention_b
         past_len = past.shape[3]
         K = np.concatenate([past[0], K], axis=2)  # [B, N, P, H] + [B, N, S, H] -> [B, N, T, H]
         V = np.concatenate([past[1], V], axis=2)
-    present = np.stack([K, V])  # [2, B, N, T, H]
+    present = np.stack([K, V]) if K.shape == V.shape else None  # [2, B, N, T, H]
     bias_mask = _mask_bias(mask_index, input.shape[0], input.shape[1], past_len, q.shape[1],
                            unidirectional, mask_filter_value, input.dtype)
     scale = scale or 1 / np.sqrt(Q.shape[-1])
@@ -266,10 +268,18 @@ def DynamicQuantizeLSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, ini
     """LSTM (gates i, o, f, c) whose W [dirs, input, 4H] and R [dirs, H, 4H] — transposed from
     LSTM's layout — are int8/uint8 with scale and zero point per direction ([dirs]) or per gate
     column ([dirs, 4H]); X and each H_t-1 are quantized on the fly (DynamicQuantizeLinear) before
-    their products, as onnxruntime does —
-    https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md#com.microsoft.DynamicQuantizeLSTM"""
+    their products, as onnxruntime's kernel does —
+    https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md#com.microsoft.DynamicQuantizeLSTM
+
+    The quantization ranges follow onnxruntime's single-threaded kernel, so results match it to
+    float32 rounding: X is quantized as one matrix over the first max(sequence_lens) steps, each
+    H_t-1 as one [batch, H] matrix in which a sequence that has ended counts as zeros, and a
+    reverse direction runs forward over each sequence reversed within its length.
+    """
     num_directions, hidden = W.shape[0], R.shape[1]
     seq, batch, input_size = X.shape
+    lengths = np.full(batch, seq, np.int64) if sequence_lens is None else np.asarray(sequence_lens, np.int64)
+    steps = int(lengths.max()) if batch else 0
     if B is None:
         B = np.zeros((num_directions, 8 * hidden), dtype=X.dtype)
     if P is None:
@@ -285,22 +295,17 @@ def DynamicQuantizeLSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, ini
         p = np.asarray(p).reshape(num_directions, -1)[d]
         return p if p.size > 1 else p.reshape(())
 
-    # the input projection of every step at once (onnxruntime quantizes X as one matrix),
-    # one block of 4H columns per direction: [seq, batch, dirs*4H]
-    x_rows = X.reshape(seq * batch, input_size)  # [seq*batch, input]
-    X_proj = np.concatenate(
-        [_dynamic_quantized_matmul(x_rows, W[d], param(W_scale, d), param(W_zero_point, d))
-         for d in range(num_directions)], axis=1).reshape(seq, batch, num_directions * 4 * hidden)
-
     def make_cell(d):
         R_scale_d, R_zero_point_d = param(R_scale, d), param(R_zero_point, d)
         bias = B[d, :4 * hidden] + B[d, 4 * hidden:]  # Wb + Rb: [4*hidden]
         P_i, P_o, P_f = P[d, :hidden], P[d, hidden:2 * hidden], P[d, 2 * hidden:]  # peepholes
         f, g, h_act = acts[d]
 
-        def cell(x_proj, h, c):
-            x_w = x_proj[:, d * 4 * hidden:(d + 1) * 4 * hidden]  # Xt*(W^T) of direction d: [batch, 4*hidden]
-            gates = x_w + _dynamic_quantized_matmul(h, R[d], R_scale_d, R_zero_point_d) + bias
+        def cell(x_step, h, c):
+            # x_step: [batch, 4*hidden + 1], Xt*(W^T) then 1/0: has the sequence not ended before t?
+            x_w, live = x_step[:, :-1], x_step[:, -1:] > 0
+            h_q = _dynamic_quantized_matmul(np.where(live, h, 0), R[d], R_scale_d, R_zero_point_d)
+            gates = x_w + h_q + bias  # [batch, 4*hidden]
             gi, go, gf, gc = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
             # the LSTM equations, as in minirt.ops.recurrent.LSTM
             i = f(_clipped(gi + P_i * c, clip))
@@ -311,4 +316,18 @@ def DynamicQuantizeLSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, ini
 
         return cell
 
-    return _recurrent(make_cell, X_proj, [initial_h, initial_c], sequence_lens, direction, 0)
+    Ys, hs, cs = [], [], []
+    for d in range(num_directions):
+        reverse = direction == "reverse" or d == 1
+        X_d = ReverseSequence(X, lengths) if reverse else X  # each sequence reversed within its length
+        x_rows = X_d[:steps].reshape(steps * batch, input_size)  # [steps*batch, input]
+        X_proj = _dynamic_quantized_matmul(x_rows, W[d], param(W_scale, d), param(W_zero_point, d))
+        live = (np.arange(steps)[:, None] <= lengths).astype(X_proj.dtype)  # [steps, batch]
+        X_in = np.concatenate([X_proj.reshape(steps, batch, 4 * hidden), live[..., None]], axis=-1)
+        Y_d, h_d, c_d = _recurrent(lambda _, d=d: make_cell(d), X_in, [initial_h[d:d + 1], initial_c[d:d + 1]],
+                                   lengths, "forward", 0)  # Y_d [steps, 1, batch, hidden]
+        Y_d = np.concatenate([Y_d, np.zeros((seq - steps,) + Y_d.shape[1:], Y_d.dtype)])  # -> [seq, 1, batch, hidden]
+        Ys.append(ReverseSequence(Y_d, lengths, batch_axis=2) if reverse else Y_d)
+        hs.append(h_d)
+        cs.append(c_d)
+    return np.concatenate(Ys, axis=1), np.concatenate(hs), np.concatenate(cs)
