@@ -185,8 +185,9 @@ def MultiHeadAttention(query, key=None, value=None, bias=None, key_padding_mask=
                        cache_indirection=None, *, num_heads, mask_filter_value=-10000.0, scale=0.0,
                        unidirectional=0):
     """Attention of already projected Q, K, V (+ bias): per head, out = softmax(scale * Q K^T +
-    mask) V; key/value may be packed (query [B, S, N, 3, H] or key [B, L, N, 2, H]) or be the
-    cross-attention cache [B, N, L, H] itself —
+    mask) V; key/value may be the cross-attention cache [B, N, L, H] itself, or packed (query
+    [B, S, N, 3, H] or key [B, L, N, 2, H]: as documented; onnxruntime's CPU kernel refuses them,
+    so they are not checked against it) —
     https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md#com.microsoft.MultiHeadAttention"""
     if past_sequence_length is not None or cache_indirection is not None:
         raise NotImplementedError("com.microsoft.MultiHeadAttention: past_sequence_length / "
@@ -228,6 +229,8 @@ def EmbedLayerNormalization(input_ids, segment_ids, word_embedding, position_emb
     """s = word_embedding[input_ids] + position_embedding[position_ids] + segment_embedding[segment_ids];
     output = LayerNormalization(s) * gamma + beta; mask_index[b] = number of 1s in mask[b] —
     https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md#com.microsoft.EmbedLayerNormalization"""
+    # segment_ids and segment_embedding are optional (None), gamma and beta are not: Python wants
+    # defaults after the first one, so gamma/beta carry one they never use
     batch, seq = input_ids.shape
     if position_ids is None:
         position_ids = np.arange(seq)  # [S], the same positions for every row
