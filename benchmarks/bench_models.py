@@ -185,6 +185,28 @@ def print_table(rows: list[dict]) -> None:
         print(line)
 
 
+# ----------------------------------------------------------------------------- executor overhead
+
+
+def node_overhead_us(n_nodes: int = 1000, repeats: int = 200) -> float:
+    """Microseconds per node of the executor alone: a chain of Identity nodes on a 1-element
+    array, graph passes off (they would remove it), minus the cost of the Identity op itself."""
+    import minirt
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Identity", [f"v{i}"], [f"v{i + 1}"]) for i in range(n_nodes)]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("v0", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info(f"v{n_nodes}", TensorProto.FLOAT, [1])])
+    sess = minirt.InferenceSession(helper.make_model(graph), optimize=0)
+    x = np.zeros(1, np.float32)
+    feeds = {"v0": x}
+    sess.run(None, feeds)
+    identity = sess._plan.steps[0].fn
+    per_run = float(np.median([timed(lambda: sess.run(None, feeds)) for _ in range(repeats)]))
+    per_call = float(np.median([timed(lambda: [identity(x) for _ in range(n_nodes)]) for _ in range(repeats // 4)]))
+    return (per_run - per_call) / n_nodes * 1e6
+
+
 # ----------------------------------------------------------------------------- cold start
 
 _COLD_SCRIPT = """
@@ -234,6 +256,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", default="", help="also write the results to this file")
     parser.add_argument("--cold-start", action="store_true", help="time fresh processes instead")
+    parser.add_argument("--overhead", action="store_true", help="only the executor's per-node overhead")
     args = parser.parse_args(argv)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -246,6 +269,11 @@ def main(argv=None) -> int:
                   f"(process wall {r['process_wall_s']:.2f})")
         if args.json:
             Path(args.json).write_text(json.dumps({"load": load, "cold_start": res}, indent=2))
+        return 0
+
+    if args.overhead:
+        print(f"load average {load:.2f}; executor overhead (1000 Identity nodes, op cost subtracted): "
+              f"{node_overhead_us():.2f} us/node")
         return 0
 
     from minirt.tools.progress import Progress

@@ -96,6 +96,22 @@ def test_conv_loops_matches_reference(cfg):
     _close(got, want)
 
 
+@SETTINGS
+@given(st.integers(1, 2), st.integers(2, 12), st.integers(1, 3), st.integers(1, 3), st.integers(1, 8),
+       st.integers(1, 8), st.lists(st.integers(0, 2), min_size=4, max_size=4), st.booleans(),
+       st.sampled_from(["NOTSET", "SAME_UPPER", "SAME_LOWER"]), st.integers(0, 2**31))
+def test_conv_shifted_gemm_matches_reference(N, C, kh, kw, H, W, pads, bias, auto_pad, seed):
+    """Stride 1, group 1, M <= C/2: the shifted-GEMM (kn2row) path."""
+    M = max(1, C // 2 - seed % 2)
+    pads = [min(p, k - 1) for p, k in zip(pads, [kh, kw, kh, kw])]
+    H, W = H + kh, W + kw
+    rng = np.random.default_rng(seed)
+    X, Wt = _rand(rng, (N, C, H, W)), _rand(rng, (M, C, kh, kw))
+    B = _rand(rng, (M,)) if bias else None
+    attrs = dict(pads=pads) if auto_pad == "NOTSET" else dict(auto_pad=auto_pad)
+    _close(kconv.Conv(X, Wt, B, **attrs), rconv.Conv(X, Wt, B, **attrs))
+
+
 def test_conv_big_shapes_and_fallbacks():
     rng = np.random.default_rng(0)
     X, W, B = _rand(rng, (1, 64, 28, 28)), _rand(rng, (128, 64, 1, 1)), _rand(rng, (128,))
@@ -106,6 +122,9 @@ def test_conv_big_shapes_and_fallbacks():
     _close(kconv.Conv(X3, W3d), rconv.Conv(X3, W3d))
     X16, W16 = X.astype(np.float16), W.astype(np.float16)  # float16: the reference
     _close(kconv.Conv(X16, W16), rconv.Conv(X16, W16), 1e-2)
+    W32 = _rand(rng, (32, 128, 3, 3))  # DenseNet's 3x3 128->32: the shifted-GEMM path
+    X128 = _rand(rng, (1, 128, 14, 14))
+    _close(kconv.Conv(X128, W32, pads=[1, 1, 1, 1]), rconv.Conv(X128, W32, pads=[1, 1, 1, 1]), 1e-3)
     X64, W64 = X.astype(np.float64), W3.astype(np.float64)
     _close(kconv.Conv(X64, W64, pads=[1, 1, 1, 1]), rconv.Conv(X64, W64, pads=[1, 1, 1, 1]), 1e-10)
 

@@ -4,6 +4,13 @@ The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
 
 - **1x1, stride 1, no padding**: the image already *is* the column matrix,
   ``Y[n] = W[M, C] @ X[n][C, H*W]`` — one GEMM, no copy at all;
+- **few output channels** (group 1, stride 1, no dilation, k x k, at most half as many output
+  channels as input channels — DenseNet's 3x3 128->32): ``shifted_gemm``, no im2col at all. One GEMM
+  multiplies every tap's weights by the zero-padded image, ``R[t*M + m, p] = W[m, :, t] . x[:, p]``,
+  and the output is the sum of the kh*kw tap blocks of R, each shifted by its tap's offset in the
+  flattened padded image (an output row is computed over the padded width; the extra columns are
+  dropped). It writes kh*kw*M values per pixel where im2col writes kh*kw*C: 2x-4x less memory
+  traffic when M is small. (Known as "kn2row".)
 - **depthwise** (``group == C``, one input channel per group): ``_depthwise_loops``, a direct
   loop (each output channel reads one input channel, so a GEMM would be a waste);
 - **everything else 2-D** (k x k, strides, padding, dilations, groups): ``_im2col`` writes one
@@ -139,6 +146,29 @@ depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
 # ----------------------------------------------------------------------------- the op
 
 
+def shifted_gemm(x, W, pt, pl, out_shape):
+    """One image, stride 1, no dilation, group 1: x [C, H, W] -> [M, oh, ow] without im2col.
+
+    Each tap t = (ky, kx) reads the zero-padded image shifted by ky rows and kx columns. With the
+    padded image flattened row by row (width Wp), that shift is an offset ``ky*Wp + kx`` in one
+    flat array, so all taps share ONE matrix product and differ only by where they read it.
+    """
+    C, H, Wd = x.shape
+    M, _, kh, kw = W.shape
+    oh, ow = out_shape
+    Hp, Wp = oh + kh - 1, ow + kw - 1  # the padded image (stride 1): pt/pl before, the rest after
+    xp = np.zeros((C, Hp + 1, Wp), dtype=x.dtype)  # one spare row: the last taps read past the end
+    xp[:, pt:pt + H, pl:pl + Wd] = x
+    w = W.transpose(2, 3, 0, 1).reshape(kh * kw * M, C)  # [M, C, kh, kw] -> [kh*kw*M, C] (small copy)
+    R = np.matmul(w, xp.reshape(C, -1))  # [kh*kw*M, C] @ [C, (Hp+1)*Wp] -> [kh*kw*M, (Hp+1)*Wp]
+    L = oh * Wp  # the outputs over the padded width
+    y = R[0:M, 0:L].copy()  # tap (0, 0)
+    for t in range(1, kh * kw):
+        off = (t // kw) * Wp + t % kw  # tap (ky, kx): ky rows and kx columns further on
+        y += R[t * M:(t + 1) * M, off:off + L]  # [M, oh*Wp]
+    return y.reshape(M, oh, Wp)[:, :, :ow]  # drop the columns computed over the right padding
+
+
 def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
     """Y = Conv(X, W, B) for 2-D float32/float64 X [N, C, H, W] with explicit pads [pt, pl, pb, pr]."""
     N, C, H, Wd = X.shape
@@ -154,6 +184,12 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
     if G == C and Cg == 1 and G > 1:  # depthwise: a direct loop kernel, bias included
         b = np.zeros(M, X.dtype) if B is None else np.ascontiguousarray(B, dtype=X.dtype)
         depthwise_loops(X, W, b, y, sh, sw, ph, pw, dh, dw)
+        return y
+    if G == 1 and sh == sw == dh == dw == 1 and kh * kw > 1 and 2 * M <= C:  # few output channels
+        for n in range(N):
+            y[n] = shifted_gemm(X[n], W, ph, pw, out_shape)  # [C, H, W] -> [M, oh, ow]
+        if B is not None:
+            y += B.reshape(1, M, 1, 1).astype(X.dtype, copy=False)
         return y
     w = W.reshape(G, M // G, Cg * kh * kw)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K] (a view)
     pointwise = kh == kw == 1 and sh == sw == 1 and not any(pads)
