@@ -25,7 +25,6 @@ from minirt.passes import fused_ops
 from minirt.registry import kernel, op
 
 MS = "com.microsoft"
-_DOCS = "https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md"
 
 
 # ----------------------------------------------------------------------------- FusedConv
