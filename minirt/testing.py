@@ -28,6 +28,7 @@ imported by the functions that need them; without them you get an error that say
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import re
@@ -39,7 +40,7 @@ import numpy as np
 __all__ = [
     "Case", "Failure", "KernelReport",
     "one_node_model", "ort_session", "run_onnxruntime", "run_reference", "ort_op",
-    "assert_same", "check_op", "check_kernel",
+    "assert_same", "check_op", "check_kernel", "use_kernel",
     "shapes", "broadcastable_shapes", "arrays", "axes", "views", "cases",
 ]
 
@@ -188,11 +189,14 @@ def assert_same(actual, expected, *, rtol: float = 0.0, atol: float = 0.0, name:
     assert actual.shape == expected.shape, f"{name}: shape {actual.shape}, expected {expected.shape}"
     if actual.dtype == object:
         assert actual.tolist() == expected.tolist(), f"{name}: values differ"
-    elif _exact_kind(actual.dtype) or rtol == atol == 0.0:
-        np.testing.assert_array_equal(actual, expected, err_msg=name, strict=True)
-    else:
-        np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64),
-                                   rtol=rtol, atol=atol, err_msg=name)
+        return
+    try:
+        if _exact_kind(actual.dtype) or rtol == atol == 0.0:
+            np.testing.assert_array_equal(actual, expected, strict=True)
+        else:
+            np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol)
+    except AssertionError as e:
+        raise AssertionError(f"{name}: {str(e).strip()}") from None
 
 
 def _as_outputs(result) -> list:
@@ -321,7 +325,7 @@ class Case:
     inputs: tuple
     attrs: dict = field(default_factory=dict)
 
-    def describe(self, max_values: int = 24) -> str:
+    def describe(self, max_values: int = 32) -> str:
         parts = []
         for k, x in enumerate(self.inputs):
             if x is None:
@@ -389,7 +393,8 @@ class Failure:
     message: str
 
     def __str__(self) -> str:
-        return f"case {self.index}: {self.case.describe()}\n  {self.message}"
+        message = "\n".join("  " + line for line in self.message.splitlines())
+        return f"case {self.index}: {self.case.describe()}\n{message}"
 
 
 @dataclass
@@ -509,3 +514,29 @@ def check_kernel(kernel_fn: Callable, reference_fn: Callable, strategy_or_cases,
     if raise_on_failure and not report.ok:
         raise AssertionError(str(report) if report.cases else f"{report.kernel}: no cases were run")
     return report
+
+
+@contextlib.contextmanager
+def use_kernel(op_type: str, fn: Callable, *, since: int, domain: str = ""):
+    """Install ``fn`` as the fast kernel of ``op_type`` (version ``since``) inside a ``with`` block.
+
+    Sessions built inside the block run ``fn`` for that op (a session keeps the kernels it was
+    built with); on leaving, whatever kernel was registered before is back, so one exercise
+    cannot leak into the next::
+
+        with use_kernel("Softmax", my_softmax, since=13):
+            sess = minirt.InferenceSession("minirt/data/chargpt.onnx")
+    """
+    from minirt import registry
+
+    registry._ensure_loaded()  # the bundled kernels first, so they cannot overwrite fn later
+    key = (registry.canonical_domain(domain), op_type, since)
+    saved = registry._KERNELS.get(key)
+    registry.kernel(op_type, since=since, domain=domain)(fn)
+    try:
+        yield fn
+    finally:
+        if saved is None:
+            registry._KERNELS.pop(key, None)
+        else:
+            registry._KERNELS[key] = saved

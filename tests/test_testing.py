@@ -14,7 +14,7 @@ from minirt.ops.linalg import MatMul
 from minirt.ops.norm import Softmax
 from minirt.testing import (
     Case, KernelReport, arrays, assert_same, axes, broadcastable_shapes, cases, check_kernel, check_op,
-    one_node_model, ort_op, ort_session, run_onnxruntime, run_reference, shapes, views,
+    one_node_model, ort_op, ort_session, run_onnxruntime, run_reference, shapes, use_kernel, views,
 )
 
 SETTINGS = settings(deadline=None, max_examples=25)
@@ -258,3 +258,16 @@ def test_check_kernel_grades_a_numba_kernel_against_its_reference():
     assert check_kernel(fast_softmax, Softmax, big, rtol=1e-5, atol=1e-6).ok
     strided = cases(arrays(np.float32, shapes(2, 3)).flatmap(views), axis=-1)
     assert check_kernel(fast_softmax, Softmax, strided, rtol=1e-5, atol=1e-6).ok
+
+
+def test_use_kernel_installs_a_kernel_and_restores_the_old_one():
+    from minirt import registry
+
+    before = registry.lookup("", "Softmax", 13, kernels=True).fn
+    with use_kernel("Softmax", loop_softmax, since=13):
+        assert registry.lookup("", "Softmax", 13, kernels=True).fn is loop_softmax
+        assert registry.lookup("", "Softmax", 13).fn is Softmax  # the reference stays the spec
+    assert registry.lookup("", "Softmax", 13, kernels=True).fn is before
+    with use_kernel("Softmax", loop_softmax, since=99):  # no kernel there before: removed after
+        assert registry.kernels()[("", "Softmax", 99)] is loop_softmax
+    assert ("", "Softmax", 99) not in registry.kernels()
