@@ -82,15 +82,16 @@ def _attr_value(value):
 
 
 def one_node_model(op_type: str, inputs: Sequence[np.ndarray | None], attrs: dict | None = None, *,
-                   opset: int | None = None, domain: str = "", n_outputs: int = 1,
+                   opset: int | None = None, domain: str = "", n_outputs: int | None = None,
                    output_dtypes: Sequence | None = None, domain_opset: int = 1,
                    ir_version: int = 10):
     """An ``onnx.ModelProto`` with one node ``op_type`` whose inputs have the dtypes of ``inputs``.
 
     Inputs are named ``i0, i1, ...``; ``None`` is an absent optional input (an empty name in the
     node), and trailing absent inputs are left off the node altogether (onnxruntime crashes on
-    them). Shapes are left unknown, so one model serves every shape. Outputs are ``o0, o1, ...``:
-    untyped (onnxruntime infers them) unless ``output_dtypes`` gives their dtypes.
+    them). Shapes are left unknown, so one model serves every shape. Outputs are ``o0, o1, ...``
+    (``n_outputs`` of them, default 1 or ``len(output_dtypes)``): untyped (onnxruntime infers
+    them) unless ``output_dtypes`` gives their dtypes.
     Attribute values may be Python scalars, strings, lists, NumPy arrays (TENSOR attributes) or
     ``onnx.GraphProto``. ``opset`` is the default domain's version (the newest onnx knows when
     ``None``); a custom ``domain`` is imported at ``domain_opset``.
@@ -103,6 +104,8 @@ def one_node_model(op_type: str, inputs: Sequence[np.ndarray | None], attrs: dic
     names = ["" if x is None else f"i{k}" for k, x in enumerate(inputs)]
     graph_inputs = [helper.make_tensor_value_info(n, _elem_type(np.asarray(x).dtype), None)
                     for n, x in zip(names, inputs) if x is not None]
+    if n_outputs is None:
+        n_outputs = 1 if output_dtypes is None else len(output_dtypes)
     outs = [f"o{k}" for k in range(n_outputs)]
     if output_dtypes is None:
         graph_outputs = [onnx.ValueInfoProto(name=o) for o in outs]

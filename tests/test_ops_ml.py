@@ -17,10 +17,11 @@ import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from minirt import registry
 from minirt.ops import ml
+from minirt.testing import ort_op
 
 skl2onnx = pytest.importorskip("skl2onnx")
 sklearn = pytest.importorskip("sklearn")
@@ -200,43 +201,36 @@ def test_zipmap_is_a_list_of_dicts():
 # ---------------------------------------------------------------- small ops, one-node models
 
 
-def _one_node(op_type, inputs, attrs, out_types):
-    node = helper.make_node(op_type, [n for n, _ in inputs], [f"y{i}" for i in range(len(out_types))],
-                            domain="ai.onnx.ml", **attrs)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, t, None) for n, t in inputs],
-                              [helper.make_tensor_value_info(f"y{i}", t, None) for i, t in enumerate(out_types)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 8
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+def _one_node(op_type, inputs, attrs, out_dtypes):
+    """Every output of one ai.onnx.ml node (ml opset 3) run by onnxruntime."""
+    return ort_op(op_type, inputs, attrs, opset=17, domain="ai.onnx.ml", domain_opset=3, output_dtypes=out_dtypes)
 
 
 def test_label_encoder_category_mapper_imputer_binarizer_match_ort():
     s = np.array([["a", "b"], ["zz", "c"]], dtype=object)
     attrs = dict(keys_strings=["a", "b", "c"], values_int64s=[1, 2, 3], default_int64=-7)
-    (want,) = _one_node("LabelEncoder", [("x", TensorProto.STRING)], attrs, [TensorProto.INT64]).run(None, {"x": s})
+    (want,) = _one_node("LabelEncoder", [s], attrs, [np.int64])
     np.testing.assert_array_equal(ml.LabelEncoder(s, **attrs), want)
     attrs = dict(cats_strings=["a", "b", "c"], cats_int64s=[5, 6, 7])
-    (want,) = _one_node("CategoryMapper", [("x", TensorProto.STRING)], attrs, [TensorProto.INT64]).run(None, {"x": s})
+    (want,) = _one_node("CategoryMapper", [s], attrs, [np.int64])
     np.testing.assert_array_equal(ml.CategoryMapper(s, **attrs), want)
     x = np.array([[1.0, np.nan, 3.0], [np.nan, 2.0, 0.0]], np.float32)
     attrs = dict(imputed_value_floats=[9.0, 8.0, 7.0], replaced_value_float=float("nan"))
-    (want,) = _one_node("Imputer", [("x", TensorProto.FLOAT)], attrs, [TensorProto.FLOAT]).run(None, {"x": x})
+    (want,) = _one_node("Imputer", [x], attrs, [np.float32])
     np.testing.assert_array_equal(ml.Imputer(x, **attrs), want)
     x = np.nan_to_num(x, nan=1.5)  # ORT's Binarizer refuses NaN
-    (want,) = _one_node("Binarizer", [("x", TensorProto.FLOAT)], {"threshold": 1.5},
-                        [TensorProto.FLOAT]).run(None, {"x": x})
+    (want,) = _one_node("Binarizer", [x], {"threshold": 1.5}, [np.float32])
     np.testing.assert_array_equal(ml.Binarizer(x, threshold=1.5), want)
 
 
 def test_feature_vectorizer_and_array_feature_extractor_match_ort():
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.arange(2, dtype=np.float32).reshape(2, 1)
-    sess = _one_node("FeatureVectorizer", [("a", TensorProto.FLOAT), ("b", TensorProto.FLOAT)],
-                     {"inputdimensions": [2, 3]}, [TensorProto.FLOAT])
-    np.testing.assert_array_equal(ml.FeatureVectorizer(a, b, inputdimensions=[2, 3]), sess.run(None, {"a": a, "b": b})[0])
+    (want,) = _one_node("FeatureVectorizer", [a, b], {"inputdimensions": [2, 3]}, [np.float32])
+    np.testing.assert_array_equal(ml.FeatureVectorizer(a, b, inputdimensions=[2, 3]), want)
     idx = np.array([2, 0], np.int64)
-    sess = _one_node("ArrayFeatureExtractor", [("x", TensorProto.FLOAT), ("i", TensorProto.INT64)], {}, [TensorProto.FLOAT])
-    np.testing.assert_array_equal(ml.ArrayFeatureExtractor(a, idx), sess.run(None, {"x": a, "i": idx})[0])
+    (want,) = _one_node("ArrayFeatureExtractor", [a, idx], {}, [np.float32])
+    np.testing.assert_array_equal(ml.ArrayFeatureExtractor(a, idx), want)
 
 
 @pytest.mark.parametrize("post", ["SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT"])
@@ -249,8 +243,7 @@ def test_post_transforms_match_ort(post):
     attrs = dict(coefficients=coef, intercepts=[0.0, 0.0, 0.0], classlabels_ints=[0, 1, 2], post_transform=post)
     if post == "PROBIT":  # probit needs scores in (0, 1)
         x = np.abs(x) * 0.1
-    sess = _one_node("LinearClassifier", [("x", TensorProto.FLOAT)], attrs, [TensorProto.INT64, TensorProto.FLOAT])
-    labels, scores = sess.run(None, {"x": x})
+    labels, scores = _one_node("LinearClassifier", [x], attrs, [np.int64, np.float32])
     got_labels, got_scores = ml.LinearClassifier(x, **attrs)
     np.testing.assert_allclose(got_scores, scores, rtol=1e-4, atol=1e-5)  # float32 math; probit: ORT's approximation
     np.testing.assert_array_equal(got_labels, labels)
