@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import minirt
-from minirt.kernels import activation as kact
+from minirt.kernels import elementwise as kact
 from minirt.kernels import conv as kconv
 from minirt.kernels import matmul as kmatmul
 from minirt.kernels import norm as knorm
@@ -230,9 +230,14 @@ def test_maxpool_matches_reference(cfg, dtype, storage_order):
     for g, w in zip(got, want):
         assert g.dtype == w.dtype
         np.testing.assert_array_equal(g, w)
-    values = kpool.max_pool_values(x, storage_order=storage_order, **attrs)  # tap by tap, Y only
+    values = kpool.max_pool_values(x, storage_order=storage_order, **attrs)  # Y only
     assert values.dtype == want[0].dtype
     np.testing.assert_array_equal(values, want[0])
+    plan = kpool._plan(x, attrs["kernel_shape"], attrs["strides"], None, attrs.get("pads"),
+                       attrs["auto_pad"], attrs.get("ceil_mode", 0))
+    xx, (kh, kw), (sh, sw), (oh, ow), begin, _ = plan  # tap by tap (big images take this path)
+    np.testing.assert_array_equal(kpool.max_pool_taps(xx, kh, kw, sh, sw, oh, ow, begin[0], begin[1]).reshape(
+        want[0].shape), want[0])
 
 
 @SETTINGS
@@ -305,6 +310,18 @@ def test_erf_and_gelu_match_reference(shape, scale, dtype, seed):
     _close(kact.Gelu(x), ract.Gelu(x), tol)
     _close(kact.Gelu_ms(x), ract.Gelu_ms(x), tol)
     _close(kact.Gelu(x, approximate="tanh"), ract.Gelu(x, approximate="tanh"), tol)
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 5), min_size=0, max_size=3), st.sampled_from([2.0, 3.0, 0.5, -1.0]),
+       st.integers(0, 2), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_pow_matches_reference(shape, e, y_rank, dtype, seed):
+    x = (_rand(np.random.default_rng(seed), shape) * 4).astype(dtype)
+    y = np.full((1,) * y_rank, e, dtype)
+    want = relem.Pow(x, y)
+    got = kact.Pow(x, y)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-14)
 
 
 def test_big_inputs_take_the_parallel_loops():
@@ -420,7 +437,7 @@ def test_session_uses_kernels_unless_told_not_to():
 
 _PLAIN_PYTHON = """
 import numpy as np
-from minirt.kernels import activation, conv, matmul, norm, pool, softmax
+from minirt.kernels import conv, elementwise as activation, matmul, norm, pool, softmax
 rng = np.random.default_rng(0)
 x, w, b = rng.random((1, 2, 5, 5), np.float32), rng.random((2, 1, 3, 3), np.float32), np.zeros(2, np.float32)
 assert not hasattr(conv.im2col, "py_func")  # the JIT is off: these are the plain functions

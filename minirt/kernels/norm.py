@@ -61,6 +61,8 @@ PARALLEL_MIN = 1 << 16  # elements: below this, starting Numba's threads costs m
 
 def _flat_param(p, shape, dtype):
     """Scale / B broadcast to the normalized shape, flattened: [..] -> [D]."""
+    if p.shape == shape and p.dtype == dtype and p.flags.c_contiguous:
+        return p.reshape(-1)  # the usual case: a view, no copy
     return np.ascontiguousarray(np.broadcast_to(p, shape).reshape(-1), dtype=dtype)
 
 

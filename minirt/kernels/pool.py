@@ -11,7 +11,8 @@ Two ways to reduce a window, both here:
 - **window by window** (``_maxpool_loops``/``_avgpool_loops``): one Numba loop nest, parallel over
   (n, c) planes — the loops a student reads. MaxPool's Indices output needs it (which tap won),
   so ``MaxPool`` runs it; the Y-only ``minirt.MaxPool`` the graph passes make for a node that
-  names no Indices (nearly all of them) runs ``max_pool_values``, tap by tap: 4x-7x faster.
+  names no Indices (nearly all of them) runs ``max_pool_values``, tap by tap: 4x-7x faster
+  (small images, below ``TAPS_MIN`` elements, run the serial window loops: less call overhead).
 
 Handles the common configurations: 1-D or 2-D, no dilation, any strides, explicit or automatic
 padding smaller than the kernel, ceil_mode. Windows are clipped to the image (padding never wins
@@ -90,6 +91,10 @@ def _avgpool_loops(x, y, kh, kw, sh, sw, ph, pw, pad_h_end, pad_w_end, count_inc
 
 
 maxpool_loops = numba.njit(parallel=True, cache=True)(_maxpool_loops)
+maxpool_loops_serial = numba.njit(cache=True)(_maxpool_loops)
+# below this many input elements the tap-by-tap NumPy calls cost more in overhead (~2 us each,
+# plus the padding copy) than the serial window loops take in all
+TAPS_MIN = 1 << 14
 avgpool_loops = numba.njit(parallel=True, cache=True)(_avgpool_loops)
 
 
@@ -209,5 +214,9 @@ def max_pool_values(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel
                                  kernel_shape=kernel_shape, pads=pads, storage_order=storage_order,
                                  strides=strides)[0]
     x, (kh, kw), (sh, sw), (oh, ow), begin, _ = plan
-    y = max_pool_taps(x, kh, kw, sh, sw, oh, ow, begin[0], begin[1])
+    if x.size < TAPS_MIN:  # a small image: the serial window loops (their Indices are dropped)
+        y = np.empty((x.shape[0], x.shape[1], oh, ow), dtype=X.dtype)
+        maxpool_loops_serial(x, y, np.empty(y.shape, np.int64), kh, kw, sh, sw, begin[0], begin[1], 0)
+    else:
+        y = max_pool_taps(x, kh, kw, sh, sw, oh, ow, begin[0], begin[1])
     return y.reshape(X.shape[:2] + y.shape[4 - (X.ndim - 2):])

@@ -69,7 +69,7 @@ PARALLEL_MIN = 1 << 16  # elements
 
 def _rows(input, axis, loops):
     """Run a row kernel over input seen as [prod(shape[:axis]), prod(shape[axis:])]."""
-    x = np.ascontiguousarray(input).reshape(int(np.prod(input.shape[:axis])), -1)  # [..] -> [R, D]
+    x = np.ascontiguousarray(input).reshape(math.prod(input.shape[:axis]), -1)  # [..] -> [R, D]
     y = np.empty_like(x)
     if x.size < PARALLEL_MIN:
         loops = _SERIAL[loops]
