@@ -133,3 +133,64 @@ def test_cli(tmp_path):
                         "--structured", "-o", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "sparsity" in r.stdout and out.exists()
+
+
+# ----------------------------------------------------------------------------- a transformer: chargpt
+
+CHARGPT = ROOT / "minirt" / "data" / "chargpt.onnx"
+
+
+def chargpt_feeds(model, ids):
+    """input_ids and empty past_* [batch, heads, 0, head_dim], the head count read from the model."""
+    feeds = {"input_ids": ids}
+    for v in model.graph.input:
+        if v.name.startswith("past"):
+            d = v.type.tensor_type.shape.dim
+            feeds[v.name] = np.zeros((len(ids), d[1].dim_value, 0, d[3].dim_value), np.float32)
+    return feeds
+
+
+@pytest.fixture(scope="module")
+def chargpt_ids():
+    return np.random.default_rng(0).integers(0, 96, (4, 32)).astype(np.int64)
+
+
+def test_structured_chargpt_ffn(chargpt_ids):
+    """FFN hidden units go through the erf-GELU diamond: W1 columns, b1, W2 rows."""
+    with pytest.raises(ValueError, match="residual"):  # attention/FFN outputs write the residual stream
+        prune(CHARGPT, 0.5, structured=True, heads=False)
+    pruned, report = prune(CHARGPT, 0.5, structured=True, strict=False, heads=False)
+    shapes = {s.node: s.shape_after for s in report.layers}
+    assert shapes["/blocks.0/fc/MatMul"] == (64, 128) and shapes["/blocks.0/out/MatMul"] == (128, 64)
+    assert shapes["/blocks.1/qkv/MatMul"] == (64, 192)  # heads kept
+    w = weights(pruned)
+    assert w["blocks.0.fc.bias"].shape == (128,)
+    assert report.params_after == report.params_before - 2 * (64 * 128 + 128 + 128 * 64)
+    got, want = both(pruned, chargpt_feeds(pruned, chargpt_ids))
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)  # float32, same graph: ~1e-5
+    assert len(pruned.SerializeToString()) < 0.8 * CHARGPT.stat().st_size
+
+
+def test_structured_chargpt_heads(chargpt_ids):
+    """Whole heads: Q/K/V column groups, output-projection rows, the Split sizes, the Reshape
+    constants and the past/present shapes; the KV cache still gives the same logits."""
+    pruned, report = prune(CHARGPT, 0.5, structured=True, strict=False)
+    notes = {s.node: s.note for s in report.layers}
+    assert "heads 4 -> 2" in notes["/blocks.0/qkv/MatMul"]
+    shapes = {s.node: s.shape_after for s in report.layers}
+    assert shapes["/blocks.0/qkv/MatMul"] == (64, 96) and shapes["/blocks.0/proj/MatMul"] == (32, 64)
+    feeds = chargpt_feeds(pruned, chargpt_ids)
+    assert feeds["past_key_0"].shape == (4, 2, 0, 16)
+    got, want = both(pruned, feeds)
+    assert got[1].shape == (4, 2, 32, 16)  # present_key_0: two heads left
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+    # prefill 24 tokens, then 8 with the cache: the same logits as the whole window at once
+    sess = minirt.InferenceSession(pruned)
+    names = [o.name for o in pruned.graph.output]
+    _, *present = sess.run(None, chargpt_feeds(pruned, chargpt_ids[:, :24]))
+    past = {n.replace("present", "past"): p for n, p in zip(names[1:], present)}
+    step = sess.run(None, {"input_ids": chargpt_ids[:, 24:], **past})[0]
+    np.testing.assert_allclose(step, got[0][:, 24:], rtol=1e-4, atol=1e-4)
+    assert report.params_after < 0.6 * report.params_before
