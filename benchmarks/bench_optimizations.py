@@ -232,6 +232,8 @@ def main(argv=None) -> None:
     p.add_argument("--runs", type=int, default=200, help="timed batch-1 runs per runtime (batch 64: a quarter)")
     p.add_argument("--models", default="digits,fraud,chargpt")
     p.add_argument("--curve", action="store_true", help="also print the digits sparsity-accuracy curve")
+    p.add_argument("--chargpt-curve", action="store_true",
+                   help="also print chargpt's perplexity against structured sparsity (L1 vs random units)")
     args = p.parse_args(argv)
     rows = []
     for task in args.models.split(","):
@@ -240,6 +242,9 @@ def main(argv=None) -> None:
     if args.curve:
         print()
         print(sparsity_curve())
+    if args.chargpt_curve:
+        print()
+        print(chargpt_curve())
 
 
 def sparsity_curve() -> str:
@@ -255,6 +260,50 @@ def sparsity_curve() -> str:
             accs.append(f"{(out.argmax(1) == y).mean():.3f}")
         lines.append(f"| {s:.1f} | " + " | ".join(accs) + f" | {rep.params_after:,} |")
     return "\n".join(lines)
+
+
+def chargpt_curve() -> str:
+    """chargpt validation perplexity (the 64 fixed windows) against structured sparsity: FFN units
+    only, FFN units + heads, and, as a control, FFN units chosen at random instead of by L1 norm."""
+    from onnx import numpy_helper
+
+    path, feeds, x, y, _, _ = load_task("chargpt")
+
+    def ppl(m) -> str:
+        return f"{np.exp(cross_entropy(minirt.InferenceSession(m).run(None, feeds(m, x))[0], y)):.2f}"
+
+    lines = ["| sparsity | FFN units (L1) | FFN units + heads (L1) | FFN units (random) | params (FFN + heads) |",
+             "|---|---|---|---|---|"]
+    for s in [0.0, 0.125, 0.25, 0.5, 0.75]:
+        ffn, _ = prune(path, s, structured=True, strict=False, heads=False)
+        both, rep = prune(path, s, structured=True, strict=False)
+        rnd = onnx.load(str(path))  # the same cut, units drawn at random
+        inits = {t.name: numpy_helper.to_array(t) for t in rnd.graph.initializer}
+        pruned = {t.name: numpy_helper.to_array(t) for t in ffn.graph.initializer}
+        rng = np.random.default_rng(0)
+        for name, w in inits.items():
+            if name.endswith("fc.bias"):
+                keep = np.sort(rng.permutation(w.size)[:pruned[name].size])
+                layer = name.split(".")[1]
+                for t in rnd.graph.initializer:  # W1 (the MatMul before the bias), b1, W2
+                    a = inits[t.name]
+                    if t.name == name:
+                        t.CopyFrom(numpy_helper.from_array(a[keep], t.name))
+                    elif a.ndim == 2 and a.shape[1] == w.size and _layer_of(rnd, t.name) == ("fc", layer):
+                        t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a[:, keep]), t.name))
+                    elif a.ndim == 2 and a.shape[0] == w.size and _layer_of(rnd, t.name) == ("out", layer):
+                        t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a[keep]), t.name))
+        lines.append(f"| {s:.3f} | {ppl(ffn)} | {ppl(both)} | {ppl(rnd)} | {rep.params_after:,} |")
+    return "\n".join(lines)
+
+
+def _layer_of(m, weight: str) -> tuple[str, str] | None:
+    """("fc" or "out", block number) of the MatMul reading ``weight`` (names as torch exports them)."""
+    for n in m.graph.node:
+        if n.op_type == "MatMul" and weight in n.input and n.name.startswith("/blocks."):
+            parts = n.name.split("/")  # /blocks.0/fc/MatMul
+            return parts[2], parts[1].split(".")[1]
+    return None
 
 
 if __name__ == "__main__":

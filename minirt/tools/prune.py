@@ -512,6 +512,8 @@ def _cut_heads(m, plan: _HeadPlan, new, inits, sparsity, b) -> tuple[int, int]:
                                          for part in range(3) for hh in heads])
     norms = [np.abs(w[:, cols([hh])]).sum() + np.abs(p[hh * hd:(hh + 1) * hd]).sum() for hh in range(H)]
     k = max(1, H - int(round(sparsity * H)))
+    if k == H:
+        return H, k  # nothing to remove: leave the graph as it is
     keep = np.sort(np.argsort(-np.asarray(norms), kind="stable")[:k])
     new[plan.qkv] = np.take(w, cols(keep), axis=1)
     if plan.bias:
