@@ -85,7 +85,7 @@ def NonZero(X):
 def Gather(data, indices, *, axis=0):
     """y = data indexed along axis by indices: y.shape = data.shape[:axis] + indices.shape + data.shape[axis+1:]
     — https://onnx.ai/onnx/operators/onnx__Gather.html"""
-    return np.take(data, indices.astype(np.int64), axis=axis)  # negative indices wrap
+    return np.asarray(np.take(data, indices.astype(np.int64), axis=axis))  # negative indices wrap; 0-d stays an array
 
 
 def _element_index(indices, axis: int, dim: int):
@@ -223,7 +223,7 @@ def _arg_extreme(fn, data, axis, keepdims, select_last_index):
     axis = normalize_axis(axis, data.ndim)
     if select_last_index:
         last = fn(np.flip(data, axis), axis=axis, keepdims=bool(keepdims))
-        return (data.shape[axis] - 1 - last).astype(np.int64)
+        return np.asarray(data.shape[axis] - 1 - last, dtype=np.int64)
     return np.asarray(fn(data, axis=axis, keepdims=bool(keepdims)), dtype=np.int64)
 
 
