@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 import minirt
 from minirt.kernels import elementwise as kact
 from minirt.kernels import conv as kconv
+from minirt.kernels import gemm as kgemm
 from minirt.kernels import matmul as kmatmul
 from minirt.kernels import norm as knorm
 from minirt.kernels import pool as kpool
@@ -158,6 +159,39 @@ def test_gemm_and_matmul_match_reference(M, K, N, transA, transB, c_kind, alpha,
     a3 = _rand(rng, (2, M, K), dtype)
     b2 = _rand(rng, (K, N), dtype)
     _close(kmatmul.MatMul(a3, b2), rlinalg.MatMul(a3, b2), tol)
+
+
+@SETTINGS
+@given(st.integers(1, 90), st.integers(1, 40), st.integers(1, 90), st.sampled_from([(), (3,)]),
+       st.booleans(), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_gemm_pieces_match_numpy(M, K, N, batch, with_out, dtype, seed):
+    """kernels/gemm.matmul cut into pieces (forced: no size minimum) is np.matmul."""
+    rng = np.random.default_rng(seed)
+    a, b = _rand(rng, batch + (M, K), dtype), _rand(rng, (K, N), dtype)
+    old = (kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER)
+    kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = 0, 1, 1
+    try:
+        out = np.full(batch + (M, N), np.nan, dtype) if with_out else None
+        got = kgemm.matmul(a, b, out)
+    finally:
+        kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = old
+    assert got.dtype == dtype and (out is None or got is out)
+    _close(got, np.matmul(a, b), 1e-5)
+
+
+def test_gemm_restores_blas_threads_and_raises_piece_errors():
+    blas = kgemm._openblas()
+    if not blas:
+        pytest.skip("BLAS is not OpenBLAS: kernels/gemm.matmul is plain np.matmul")
+    assert "numpy" in blas.filepath  # NumPy's OpenBLAS, even when SciPy has loaded its own
+    before = blas.get_num_threads()
+    a = np.ones((64, 64), np.float32)
+    kgemm.matmul(a, np.ones((64, 4096), np.float32))
+    assert blas.get_num_threads() == before
+    job = kgemm._Pieces([lambda: None, lambda: 1 / 0, lambda: None])
+    job.work()
+    with pytest.raises(ZeroDivisionError):
+        job.wait()
 
 
 # ----------------------------------------------------------------------------- Softmax / LayerNorm

@@ -15,7 +15,7 @@ The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
   loop (each output channel reads one input channel, so a GEMM would be a waste);
 - **everything else 2-D** (k x k, strides, padding, dilations, groups): ``_im2col`` writes one
   batch item's windows into a contiguous ``[C*kh*kw, oh*ow]`` buffer (row by row), then one
-  ``np.matmul`` multiplies every group at once ``[G, M/G, C/G*K] @ [G, C/G*K, L]`` (BLAS, float32);
+  ``matmul`` (:mod:`minirt.kernels.gemm`: BLAS on both cores) multiplies every group at once ``[G, M/G, C/G*K] @ [G, C/G*K, L]`` (BLAS, float32);
 - 1-D convs run as 2-D ones with a height of 1; 3-D convs, float16 and mixed dtypes fall back to
   the reference.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from minirt.kernels.gemm import matmul
 from minirt.ops.conv import Conv as Conv_reference
 from minirt.ops.conv import _window_pads
 from minirt.registry import kernel
@@ -160,7 +161,7 @@ def shifted_gemm(x, W, pt, pl, out_shape):
     xp = np.zeros((C, Hp + 1, Wp), dtype=x.dtype)  # one spare row: the last taps read past the end
     xp[:, pt:pt + H, pl:pl + Wd] = x
     w = W.transpose(2, 3, 0, 1).reshape(kh * kw * M, C)  # [M, C, kh, kw] -> [kh*kw*M, C] (small copy)
-    R = np.matmul(w, xp.reshape(C, -1))  # [kh*kw*M, C] @ [C, (Hp+1)*Wp] -> [kh*kw*M, (Hp+1)*Wp]
+    R = matmul(w, xp.reshape(C, -1))  # [kh*kw*M, C] @ [C, (Hp+1)*Wp] -> [kh*kw*M, (Hp+1)*Wp]
     L = oh * Wp  # the outputs over the padded width
     y = R[0:M, 0:L].copy()  # tap (0, 0)
     for t in range(1, kh * kw):
@@ -200,7 +201,7 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
         else:
             im2col(X[n], cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)  # [C, H, W] -> [C*K, L]
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L], written straight into y[n]
-        np.matmul(w, cols.reshape(G, Cg * kh * kw, L), out=y[n].reshape(G, M // G, L))
+        matmul(w, cols.reshape(G, Cg * kh * kw, L), out=y[n].reshape(G, M // G, L))  # BLAS: kernels/gemm.py
     if B is not None:
         y += B.reshape(1, M, 1, 1).astype(X.dtype, copy=False)  # in place: no second output array
     return y

@@ -1,4 +1,4 @@
-"""MatMul and Gemm: BLAS (``np.matmul``) is the fast path; ``_matmul_blocked`` is the lesson.
+"""MatMul and Gemm: BLAS (``np.matmul`` through :func:`minirt.kernels.gemm.matmul`) is the fast path; ``_matmul_blocked`` is the lesson.
 
 The fast versions differ from the reference ops only in avoiding needless work: no float16
 round trip for float32/float64, Gemm scales and adds C *in place* on the BLAS output instead of
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from minirt.kernels.gemm import matmul
 from minirt.ops.linalg import Gemm as Gemm_reference
 from minirt.ops.linalg import MatMul as MatMul_reference
 from minirt.registry import kernel
@@ -61,7 +62,9 @@ def matmul_blocked(a, b, tile=64):
 def MatMul(A, B):
     """Fast MatMul: one ``np.matmul`` (BLAS) for float32/float64; otherwise the reference."""
     if A.dtype in _BLAS_DTYPES and B.dtype == A.dtype:
-        return np.asarray(np.matmul(A, B))  # [..., M, K] @ [..., K, N] -> [..., M, N]
+        if A.ndim >= 2 and B.ndim >= 2:
+            return matmul(A, B)  # [..., M, K] @ [..., K, N] -> [..., M, N] (kernels/gemm.py)
+        return np.asarray(np.matmul(A, B))  # a 1-D operand: a vector product
     return MatMul_reference(A, B)
 
 
@@ -73,7 +76,7 @@ def Gemm(A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
         return Gemm_reference(A, B, C, alpha=alpha, beta=beta, transA=transA, transB=transB)
     a = A.T if transA else A  # [K, M] -> [M, K] (a view: BLAS takes the transposed layout)
     b = B.T if transB else B  # [N, K] -> [K, N]
-    y = np.matmul(a, b)  # [M, K] @ [K, N] -> [M, N]
+    y = matmul(a, b)  # [M, K] @ [K, N] -> [M, N] (kernels/gemm.py)
     if alpha != 1.0:
         y *= A.dtype.type(alpha)
     if C is not None:

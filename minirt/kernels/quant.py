@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from minirt.kernels.conv import depthwise_loops, im2col
+from minirt.kernels.gemm import matmul
 from minirt.kernels.matmul import matmul_blocked_loops
 from minirt.ops.conv import _window_pads
 from minirt.ops.quant import ConvInteger as ConvInteger_reference
@@ -68,11 +69,11 @@ def _gemm_exact(a, b, chunk, out=None):
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
         out = np.empty(shape, dtype=np.int32)
     if K <= chunk:
-        np.copyto(out, np.matmul(a, b), casting="unsafe")  # [.., M, K] @ [.., K, N] -> [.., M, N], exact
+        np.copyto(out, matmul(a, b), casting="unsafe")  # [.., M, K] @ [.., K, N] -> [.., M, N], exact
         return out
     out[...] = 0
     for k0 in range(0, K, chunk):  # every chunk is exact; the int32 sum of chunks is exact
-        part = np.matmul(a[..., k0:k0 + chunk], b[..., k0:k0 + chunk, :])
+        part = matmul(a[..., k0:k0 + chunk], b[..., k0:k0 + chunk, :])
         np.add(out, part, out=out, casting="unsafe")  # (added in float64: exact for int32)
     return out
 
