@@ -12,7 +12,8 @@ The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
   dropped). It writes kh*kw*M values per pixel where im2col writes kh*kw*C: 2x-4x less memory
   traffic when M is small. (Known as "kn2row".)
 - **depthwise** (``group == C``, one input channel per group): ``_depthwise_loops``, a direct
-  loop (each output channel reads one input channel, so a GEMM would be a waste);
+  loop (each output channel reads one input channel, so a GEMM would be a waste), run serially on
+  blocks of channels shared between threads by :func:`minirt.kernels.gemm.run_pieces`;
 - **everything else 2-D** (k x k, strides, padding, dilations, groups): ``_im2col`` writes one
   batch item's windows into a contiguous ``[C*kh*kw, oh*ow]`` buffer (row by row), then one
   ``matmul`` (:mod:`minirt.kernels.gemm`: BLAS on both cores) multiplies every group at once ``[G, M/G, C/G*K] @ [G, C/G*K, L]`` (BLAS, float32);
@@ -28,7 +29,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from minirt.kernels.gemm import matmul
+from minirt.kernels.gemm import matmul, run_pieces
 from minirt.ops.conv import Conv as Conv_reference
 from minirt.ops.conv import _window_pads
 from minirt.registry import kernel
@@ -142,6 +143,9 @@ _valid_range = numba.njit(cache=True, inline="always")(_valid_range)
 conv_loops = numba.njit(parallel=True, cache=True)(_conv_loops)
 im2col = numba.njit(cache=True)(_im2col)  # serial: see the docstring
 depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
+# serial, and releasing the GIL: conv2d runs it on blocks of channels with run_pieces (a thread
+# that is not running on a busy machine takes fewer blocks, where Numba's pool would wait for it)
+depthwise_loops_nogil = numba.njit(cache=True, nogil=True)(_depthwise_loops)
 
 
 # ----------------------------------------------------------------------------- the op
@@ -184,7 +188,14 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
     y = np.empty((N, M, oh, ow), dtype=X.dtype)
     if G == C and Cg == 1 and G > 1:  # depthwise: a direct loop kernel, bias included
         b = np.zeros(M, X.dtype) if B is None else np.ascontiguousarray(B, dtype=X.dtype)
-        depthwise_loops(X, W, b, y, sh, sw, ph, pw, dh, dw)
+        mult, step = M // C, max(1, -(-C // (2 * numba.get_num_threads())))  # 2 blocks a thread
+
+        def block(c0):  # input channels [c0, c0 + step) -> output channels [c0*mult, (c0 + step)*mult)
+            m = slice(c0 * mult, (c0 + step) * mult)
+            depthwise_loops_nogil(X[:, c0:c0 + step], W[m], b[m], y[:, m], sh, sw, ph, pw, dh, dw)
+
+        small = X.size < 1 << 14  # a small image: one call, no threads
+        run_pieces([lambda c0=c0: block(c0) for c0 in range(0, C, step)], 1 if small else numba.get_num_threads())
         return y
     if G == 1 and sh == sw == dh == dw == 1 and kh * kw > 1 and 2 * M <= C:  # few output channels
         for n in range(N):

@@ -1,4 +1,5 @@
-"""``matmul(a, b, out)``: float32/float64 BLAS on every core, robust to a busy machine.
+"""``matmul(a, b, out)``: float32/float64 BLAS on every core, robust to a busy machine;
+``run_pieces``: the same sharing of work for other kernels (the depthwise conv loops).
 
 The kernels' big products (a conv's weights @ columns, Gemm, MatMul) go through here instead of
 calling ``np.matmul`` with OpenBLAS's own threads. Why: OpenBLAS splits a product evenly between
@@ -99,6 +100,22 @@ class _Pieces:
             raise self.error
 
 
+def run_pieces(pieces, threads: int) -> None:
+    """Call every function of ``pieces`` (independent work), on up to ``threads`` threads: the
+    calling thread and helpers take them from a shared counter; returns when all are done.
+    The pieces must release the GIL to overlap (BLAS calls, ``numba.njit(nogil=True)`` loops)."""
+    if threads <= 1 or len(pieces) <= 1:
+        for piece in pieces:
+            piece()
+        return
+    job = _Pieces(pieces)
+    pool = _helpers(threads - 1)
+    for _ in range(min(threads, len(pieces)) - 1):
+        pool.submit(job.work)
+    job.work()  # the calling thread works too, and takes what the helpers have not
+    job.wait()
+
+
 def matmul(a, b, out=None):
     """``np.matmul(a, b, out=out)`` for 2-D or batched float arrays, pieces on every BLAS thread."""
     blas = _openblas()
@@ -129,12 +146,7 @@ def matmul(a, b, out=None):
         else:  # out[..., i0:i1, :] = a[..., i0:i1, :] @ b
             pieces = [lambda i=i: np.matmul(a[..., i:i + step, :], b, out=out[..., i:i + step, :])
                       for i in range(0, M, step)]
-        job = _Pieces(pieces)
-        pool = _helpers(threads - 1)
-        for _ in range(threads - 1):
-            pool.submit(job.work)
-        job.work()  # the calling thread works too, and takes what the helpers have not
-        job.wait()
+        run_pieces(pieces, threads)
         return out
     finally:
         if threads > 1:
