@@ -9,12 +9,12 @@ scheduler time slice (5-20 ms) for a product that takes 0.05 ms — we measured 
 0.06 ms for a 32x288x256 conv at a load average of 9 on 2 cores, and ResNet-50 4x slower than
 onnxruntime (whose thread pool lets the caller do the work nobody picked up). So:
 
-- a small product (< ``SPLIT_MIN_FLOPS``) runs on the calling thread alone (one BLAS thread):
+- a small product (< ``SPLIT_MIN_FLOPS``, 2 MFLOP) runs on the calling thread alone (one BLAS thread):
   starting threads would cost more than it saves;
 - a matrix-vector-like product (fewer than ``MIN_OTHER`` rows or columns: a fully connected
   layer at batch 1) keeps OpenBLAS's own threads — it is memory-bound, and OpenBLAS's gemv path
   would round the columns of different pieces differently;
-- a big one is cut into ``CHUNKS_PER_THREAD`` x threads pieces along its widest output axis
+- a bigger one is cut into ``CHUNKS_PER_THREAD`` x threads pieces along its widest output axis
   (columns, or rows when there are few columns); each piece is one single-threaded BLAS call.
   The calling thread and the helper threads take pieces from a shared counter until none is
   left — a helper that is not running simply takes fewer (or none): the caller never waits for
@@ -32,8 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-SPLIT_MIN_FLOPS = 8e6  # below: one thread (a 64x576x3136 conv is 231e6)
-CHUNKS_PER_THREAD = 2  # a few pieces each: a late thread costs at most a piece
+SPLIT_MIN_FLOPS = 2e6  # below: one thread (a 64x576x3136 conv is 231e6)
+CHUNKS_PER_THREAD = 1  # one piece each (an idle helper's piece is taken by the caller); more
+#                        pieces cost 10-30% on a quiet machine (each re-packs the weights)
 MIN_PIECE = 32  # columns (or rows) per piece at least: BLAS is slow on thin slices
 MIN_OTHER = 16  # rows (or columns) the pieces must keep: fewer is a matrix-vector product
 
