@@ -168,13 +168,13 @@ def test_gemm_pieces_match_numpy(M, K, N, batch, with_out, dtype, seed):
     """kernels/gemm.matmul cut into pieces (forced: no size minimum) is np.matmul."""
     rng = np.random.default_rng(seed)
     a, b = _rand(rng, batch + (M, K), dtype), _rand(rng, (K, N), dtype)
-    old = (kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER)
-    kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = 0, 1, 1
+    old = (kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER)
+    kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = 0, 0, 1, 1
     try:
         out = np.full(batch + (M, N), np.nan, dtype) if with_out else None
         got = kgemm.matmul(a, b, out)
     finally:
-        kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = old
+        kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = old
     assert got.dtype == dtype and (out is None or got is out)
     _close(got, np.matmul(a, b), 1e-5)
 

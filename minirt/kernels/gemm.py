@@ -9,6 +9,8 @@ scheduler time slice (5-20 ms) for a product that takes 0.05 ms — we measured 
 0.06 ms for a 32x288x256 conv at a load average of 9 on 2 cores, and ResNet-50 4x slower than
 onnxruntime (whose thread pool lets the caller do the work nobody picked up). So:
 
+- a tiny product (< ``OPENBLAS_SERIAL_FLOPS``, which OpenBLAS never threads) is a plain
+  ``np.matmul``: no thread-count calls (they cost ~2 us each, a third of a tiny Gemm);
 - a small product (< ``SPLIT_MIN_FLOPS``, 2 MFLOP) runs on the calling thread alone (one BLAS thread):
   starting threads would cost more than it saves;
 - a matrix-vector-like product (fewer than ``MIN_OTHER`` rows or columns: a fully connected
@@ -32,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+OPENBLAS_SERIAL_FLOPS = 2 * 4 * 65536  # OpenBLAS itself runs products below this on one thread
 SPLIT_MIN_FLOPS = 2e6  # below: one thread (a 64x576x3136 conv is 231e6)
 CHUNKS_PER_THREAD = 1  # one piece each (an idle helper's piece is taken by the caller); more
 #                        pieces cost 10-30% on a quiet machine (each re-packs the weights)
@@ -119,15 +122,16 @@ def run_pieces(pieces, threads: int) -> None:
 
 def matmul(a, b, out=None):
     """``np.matmul(a, b, out=out)`` for 2-D or batched float arrays, pieces on every BLAS thread."""
-    blas = _openblas()
-    if not blas:
+    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = max(a.size // max(M * K, 1), b.size // max(K * N, 1))
+    flops = 2.0 * M * K * N * batch
+    blas = _openblas() if flops >= OPENBLAS_SERIAL_FLOPS else False
+    if not blas:  # tiny (OpenBLAS runs it on one thread anyway), or not OpenBLAS
         return np.matmul(a, b, out=out)
     if out is None:
-        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (M, N)
         out = np.empty(shape, dtype=np.result_type(a, b))
     threads = blas.get_num_threads()
-    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
-    flops = 2.0 * M * K * N * (out.size // max(M * N, 1))
     by_columns = N >= M
     width = N if by_columns else M
     n_pieces = min(threads * CHUNKS_PER_THREAD, width // MIN_PIECE)
