@@ -44,9 +44,18 @@ def matmul_int32_blocked(a, b, tile=64):
 
 def _bound(q_dtype, zero_point):
     """The largest |q - zero_point| a q_dtype value can have (zero_point: scalar or per channel)."""
-    info = np.iinfo(q_dtype)
-    zp = np.zeros(1) if zero_point is None else np.asarray(zero_point, dtype=np.int64).reshape(-1)
-    return int(max(np.max(np.abs(info.min - zp)), np.max(np.abs(info.max - zp))))
+    lo, hi = _LIMITS.get(np.dtype(q_dtype)) or (int(np.iinfo(q_dtype).min), int(np.iinfo(q_dtype).max))
+    if zero_point is None:
+        zmin = zmax = 0
+    elif np.size(zero_point) == 1:  # the usual scalar: plain Python ints (no array reductions)
+        zmin = zmax = int(np.asarray(zero_point).reshape(-1)[0])
+    else:
+        zp = np.asarray(zero_point, dtype=np.int64)
+        zmin, zmax = int(zp.min()), int(zp.max())
+    return max(hi - zmin, zmax - lo)
+
+
+_LIMITS = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
 
 
 def _widen_f32(q, zero_point):
