@@ -15,8 +15,9 @@ inference (run by the frontend) already knows it, so:
 
 Never folded: nodes holding subgraphs (If/Loop/Scan), random ops, ops minirt does not know,
 and results larger than ``max_elements`` (default 1M) that are larger than the constants they
-come from — ``ConstantOfShape``/``Expand``/``Tile`` can turn a few bytes into gigabytes, and a
-model file stays small for a reason.
+come from — ``Expand``/``Tile`` can turn a few bytes into gigabytes, and a model file stays
+small for a reason. ``ConstantOfShape`` of a constant shape is the exception: every run would
+rebuild the same fill whole, so it is folded whatever its size.
 
 A folded node whose output is a graph output becomes an initializer *of the same name*, so
 the output keeps its name (the session hands the caller a copy of it, as for any weight).
@@ -90,13 +91,17 @@ def _evaluate(g, node, const, shape_dims, opsets, max_elements) -> tuple[np.ndar
     attrs = {k: v for k, v in node.attrs.items()}
     if not opdef.takes_any_attribute and set(attrs) - opdef.attributes:
         return None
-    if node.op_type == "Split" and "num_outputs" in opdef.attributes and "num_outputs" not in attrs:
-        attrs["num_outputs"] = len(node.outputs)  # as the session does for Split before opset 18
+    if "num_outputs" in opdef.attributes and "num_outputs" not in attrs:
+        attrs["num_outputs"] = len(node.outputs)  # as the plan does (Split before opset 18)
     args = [const[i] if i else None for i in node.inputs]
     in_size = sum(int(a.size) for a in args if isinstance(a, np.ndarray))
     limit = max(max_elements, in_size)  # never grow past the limit; shrinking or moving is fine
+    if node.domain == "" and node.op_type == "ConstantOfShape":
+        # a fill of constant shape is recomputed, whole, by every run: fold it whatever its size
+        # (the light ONNX models build all their weights this way, ~550 MB for VGG-19)
+        limit = None
     guess = _output_size(g, node, args)
-    if guess is not None and guess > limit:
+    if limit is not None and guess is not None and guess > limit:
         return None
     try:
         result = opdef.fn(*args, **attrs)
@@ -109,7 +114,7 @@ def _evaluate(g, node, const, shape_dims, opsets, max_elements) -> tuple[np.ndar
     for r in results:
         if isinstance(r, np.generic):
             r = np.asarray(r)
-        if not isinstance(r, np.ndarray) or r.size > limit:  # sequences/optionals stay dynamic
+        if not isinstance(r, np.ndarray) or (limit is not None and r.size > limit):  # sequences stay dynamic
             return None
         out.append(r)
     return tuple(out)
