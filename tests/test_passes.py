@@ -149,25 +149,33 @@ def test_fold_constants_leaves_random_subgraph_and_huge_results():
     nodes = [
         helper.make_node("RandomNormal", [], ["r"], shape=[2]),
         helper.make_node("If", ["cond"], ["branch"], then_branch=then_g, else_branch=then_g),
-        helper.make_node("ConstantOfShape", ["big_shape"], ["big"],
-                         value=numpy_helper.from_array(np.float32([1]))),
+        helper.make_node("Expand", ["one", "big_shape"], ["big"]),
         helper.make_node("ConstantOfShape", ["small_shape"], ["small"],
                          value=numpy_helper.from_array(np.float32([1]))),
         helper.make_node("ReduceSum", ["big"], ["bigsum"], keepdims=0),
         helper.make_node("ReduceSum", ["small"], ["smallsum"], keepdims=0),
     ]
-    inits = {"cond": np.bool_(True), "k": np.float32([7]),
+    inits = {"cond": np.bool_(True), "k": np.float32([7]), "one": np.float32([1]),
              "big_shape": np.int64([2048, 1024]), "small_shape": np.int64([4, 4])}
     g = graph(nodes, [], [vi("r", F, None), vi("branch", F, None), vi("bigsum", F, None),
                           vi("smallsum", F, None)], inits)
     g2 = fold_constants(g)
-    # random and subgraph nodes stay; 2M elements from 16 bytes is over the 1M limit
-    assert sorted(ops(g2)) == ["ConstantOfShape", "If", "RandomNormal", "ReduceSum"]
+    # random and subgraph nodes stay; 2M elements from 20 bytes is over the 1M limit
+    assert sorted(ops(g2)) == ["Expand", "If", "RandomNormal", "ReduceSum"]
     assert float(g2.initializers["smallsum"]) == 16.0
     g3 = fold_constants(g, max_elements=1 << 22)
     assert sorted(ops(g3)) == ["If", "RandomNormal"]
     out = minirt.InferenceSession(g2).run(["branch", "bigsum"], {})
     assert float(out[0][0]) == 7 and float(out[1]) == 2048 * 1024
+
+
+def test_fold_constants_folds_constant_of_shape_of_any_size():
+    """Every run would rebuild the same fill whole (the light ONNX models make their weights so)."""
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["w"], value=numpy_helper.from_array(np.float32([2]))),
+             helper.make_node("ReduceSum", ["w"], ["s"], keepdims=0)]
+    g = graph(nodes, [], [vi("s", F, None)], {"shape": np.int64([2048, 1024])})
+    g2 = fold_constants(g)
+    assert ops(g2) == [] and float(g2.initializers["s"]) == 2 * 2048 * 1024
 
 
 # --------------------------------------------------------------------------- remove_identity
