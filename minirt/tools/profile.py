@@ -198,6 +198,18 @@ class _Recorder(Observer):
                 del self.live[name]
 
 
+def _recorded_run(sess: InferenceSession, feeds: dict[str, Any]) -> tuple[_Recorder, float]:
+    """One run with a fresh recorder attached; returns it and the run's wall time in ms."""
+    rec = _Recorder(sess.graph, feeds)
+    hook = sess.add_hook(rec)
+    t0 = time.perf_counter()
+    try:
+        sess.run(None, feeds)
+    finally:
+        sess.remove_hook(hook)
+    return rec, (time.perf_counter() - t0) * 1e3
+
+
 def profile(model, inputs: dict[str, Any] | None = None, *, runs: int = 10,
             shapes: dict[str, tuple[int, ...]] | None = None, optimize: int = 2) -> Profile:
     """Profile ``model`` (a path, bytes, ModelProto or InferenceSession) on ``inputs``.
@@ -212,26 +224,12 @@ def profile(model, inputs: dict[str, Any] | None = None, *, runs: int = 10,
     feeds = inputs if inputs is not None else random_inputs(sess, shapes)
     graph = sess.graph
 
-    first = _Recorder(graph, feeds)
-    hook = sess.add_hook(first)
-    t0 = time.perf_counter()
-    try:
-        sess.run(None, feeds)
-    finally:
-        sess.remove_hook(hook)
-    first_ms = (time.perf_counter() - t0) * 1e3
-
+    first, first_ms = _recorded_run(sess, feeds)
     per_node: list[list[float]] = [[] for _ in graph.nodes]
     whole: list[float] = []
     for _ in range(max(runs, 1)):
-        rec = _Recorder(graph, feeds)
-        hook = sess.add_hook(rec)
-        t0 = time.perf_counter()
-        try:
-            sess.run(None, feeds)
-        finally:
-            sess.remove_hook(hook)
-        whole.append((time.perf_counter() - t0) * 1e3)
+        rec, ms = _recorded_run(sess, feeds)
+        whole.append(ms)
         for i, t in enumerate(rec.times):
             per_node[i].append(t * 1e3)
 
