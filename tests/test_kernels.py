@@ -500,3 +500,117 @@ def test_kernels_run_as_plain_python_without_the_jit():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# ----------------------------------------------------------------------------- int8: cached
+# weights, fused requantization, QuantizeLinear / DynamicQuantizeLinear / QGemm /
+# MatMulIntegerToFloat kernels (bit-exact against the reference ops)
+
+
+def _readonly(a):
+    a = np.array(a)
+    a.flags.writeable = False  # as minirt's initializers are: the kernels cache their preparations
+    return a
+
+
+@SETTINGS
+@given(st.integers(1, 6), st.integers(1, 1200), st.integers(1, 9), st.sampled_from([np.uint8, np.int8]),
+       st.sampled_from(["scalar", "per_column", "none"]), st.booleans(), st.booleans(), st.booleans(),
+       st.booleans(), st.integers(0, 2**31))
+def test_qgemm_is_exact(M, K, N, ta, b_zp_kind, transA, transB, bias, float_out, seed):
+    rng = np.random.default_rng(seed)
+    A = _q(rng, (K, M) if transA else (M, K), ta)
+    B = _readonly(_q(rng, (N, K) if transB else (K, N), np.int8))
+    b_zp = {"scalar": _zp(rng, np.int8), "per_column": _zp(rng, np.int8, N), "none": None}[b_zp_kind]
+    b_scale = rng.uniform(1e-3, 1e-1, N if b_zp_kind == "per_column" else ()).astype(np.float32)
+    if b_zp is None:
+        b_zp = np.int8(0)
+    C = rng.integers(-2**31, 2**31, N).astype(np.int32) if bias else None  # overflow wraps as int32
+    y = (None, None) if float_out else (np.float32(rng.uniform(0.01, 2)), _zp(rng, ta))
+    args = (A, np.float32(0.03), _zp(rng, ta), B, b_scale, b_zp, C, *y)
+    attrs = dict(alpha=float(rng.uniform(0.5, 2)), transA=int(transA), transB=int(transB))
+    for _ in range(2):  # the second call runs on the cached preparation
+        got, want = kquant.QGemm(*args, **attrs), rquant.QGemm(*args, **attrs)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+@SETTINGS
+@given(st.integers(1, 6), st.integers(1, 1200), st.integers(1, 9), st.sampled_from([np.uint8, np.int8]),
+       st.booleans(), st.booleans(), st.integers(0, 2**31))
+def test_matmul_integer_to_float_is_exact(M, K, N, ta, per_column, bias, seed):
+    rng = np.random.default_rng(seed)
+    A, B = _q(rng, (2, M, K), ta), _readonly(_q(rng, (K, N), np.int8))
+    b_scale = rng.uniform(1e-3, 1e-1, N if per_column else ()).astype(np.float32)
+    b_zp = _zp(rng, np.int8, N if per_column else None)
+    args = (A, B, np.float32(0.02), b_scale, _zp(rng, ta), b_zp,
+            rng.normal(size=N).astype(np.float32) if bias else None)
+    for _ in range(2):
+        got, want = kquant.MatMulIntegerToFloat(*args), rquant.MatMulIntegerToFloat(*args)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@SETTINGS
+@given(st.lists(st.floats(-1e4, 1e4, width=32), min_size=1, max_size=300),
+       st.floats(0.0001220703125, 10, width=32), st.sampled_from([np.uint8, np.int8]), st.integers(0, 2**31))
+def test_quantize_linear_is_exact(values, scale, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = np.asarray(values, np.float32).reshape(-1, 1)
+    x = np.concatenate([x, np.float32(scale) * (np.arange(x.size, dtype=np.float32)[:, None] - 100.5)], 1)  # ties
+    args = (x, np.float32(scale), _zp(rng, dtype))
+    got, want = kquant.QuantizeLinear(*args), rquant.QuantizeLinear(*args)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@SETTINGS
+@given(st.lists(st.floats(-1e4, 1e4, width=32), min_size=1, max_size=300), st.booleans())
+def test_dynamic_quantize_linear_is_exact(values, positive):
+    x = np.asarray(values, np.float32).reshape(1, -1)
+    if positive:
+        x = np.abs(x)
+    for got, want in zip(kquant.DynamicQuantizeLinear(x), rquant.DynamicQuantizeLinear(x)):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    x[0, 0] = np.nan  # non-finite input: the reference's rules
+    with np.errstate(invalid="ignore"):
+        for got, want in zip(kquant.DynamicQuantizeLinear(x), rquant.DynamicQuantizeLinear(x)):
+            np.testing.assert_array_equal(got, want)
+
+
+@SETTINGS
+@given(conv_configs(), st.sampled_from([np.uint8, np.int8]), st.booleans())
+def test_qlinear_conv_cached_weight_is_exact(cfg, xt, per_channel):
+    N, C, spatial, M, G, kernel, bias, attrs, seed = cfg
+    rng = np.random.default_rng(seed)
+    w = _readonly(_q(rng, (M, C // G, *kernel), np.int8))
+    w_zp = _readonly(_zp(rng, np.int8, M if per_channel else None))
+    w_scale = _readonly(rng.uniform(1e-3, 1e-2, M if per_channel else ()).astype(np.float32))
+    B = _readonly(rng.integers(-2**31, 2**31, M).astype(np.int32)) if bias else None
+    for _ in range(2):  # first call prepares w, the second reuses it; a new x each time
+        x = _q(rng, (N, C, *spatial), xt)
+        args = (x, np.float32(0.02), _zp(rng, xt), w, w_scale, w_zp, np.float32(0.7), _zp(rng, xt), B)
+        np.testing.assert_array_equal(kquant.QLinearConv(*args, **attrs), rquant.QLinearConv(*args, **attrs))
+
+
+def test_weight_cache_is_safe():
+    """Only read-only arrays are cached; an entry dies with its array; a writeable weight
+    changed between calls gives the new result."""
+    rng = np.random.default_rng(0)
+    A = _q(rng, (3, 5), np.uint8)
+    B = _q(rng, (5, 4), np.int8)
+    np.testing.assert_array_equal(kquant.MatMulInteger(A, B), rquant.MatMulInteger(A, B))
+    B[0] += 1  # writeable: never cached
+    np.testing.assert_array_equal(kquant.MatMulInteger(A, B), rquant.MatMulInteger(A, B))
+    view = B.view()
+    view.flags.writeable = False  # read-only view of a writeable array: not cached either
+    kquant.MatMulInteger(A, view)
+    B[1] += 1
+    np.testing.assert_array_equal(kquant.MatMulInteger(A, view), rquant.MatMulInteger(A, view))
+    R = _readonly(B)
+    kquant.MatMulInteger(A, R)
+    assert id(R) in kquant._CACHE
+    key = id(R)
+    del R
+    assert key not in kquant._CACHE  # freed with the weight

@@ -13,11 +13,28 @@ points 0) and adds the exact chunk results in int32.
 ``_matmul_blocked`` from ``minirt.kernels.matmul`` on int32 arrays is the plain integer loop
 kernel (the oracle a student can read): ``matmul_int32_blocked``.
 
-Requantization (QLinear*) reuses the reference's ``_requantize``, so the outputs are bit-exact.
+Requantization (QLinear*, QGemm, MatMulIntegerToFloat) is one Numba pass, ``requant_loops``:
+int32 accumulator (+ int32 bias, wrapping as NumPy's int32 add does), times the float32
+multiplier in float32, round half to even, add the zero point, saturate, cast. It does the same
+float32 operations in the same order as the reference's ``_requantize``, so the outputs are
+bit-exact (the tests compare them); a non-finite multiplier goes to the reference.
+
+Per-weight preparations are cached (``_prepared``): the weight minus its zero point as float32
+(transposed/reshaped as the GEMM wants it), and the combined requantization multiplier. Each is
+computed on the first call and reused by every later run. Why that is safe: the cache is keyed
+by ``id(weight)`` and only used for arrays that cannot change — not writeable, nor any array they
+are a view of (``_immutable``): minirt's initializers and folded constants are made read-only
+when loaded. The entry holds a weak reference to the array and is checked with ``is``, and a
+weakref callback drops the entry when the array dies, so a reused id can never hit a stale entry
+and the prepared copies are freed with the model. A writeable array (a graph input) is prepared
+afresh on every call, as before.
 """
 
 from __future__ import annotations
 
+import weakref
+
+import numba
 import numpy as np
 
 from minirt.kernels.conv import depthwise_loops, im2col
@@ -27,8 +44,12 @@ from minirt.ops.conv import _window_pads
 from minirt.ops.quant import ConvInteger as ConvInteger_reference
 from minirt.ops.quant import MatMulInteger as MatMulInteger_reference
 from minirt.ops.quant import QLinearConv as QLinearConv_reference
+from minirt.ops.quant import DynamicQuantizeLinear as DynamicQuantizeLinear_reference
+from minirt.ops.quant import MatMulIntegerToFloat as MatMulIntegerToFloat_reference
+from minirt.ops.quant import QGemm as QGemm_reference
 from minirt.ops.quant import QLinearMatMul as QLinearMatMul_reference
-from minirt.ops.quant import _channel_zero_point, _requantize, _row_zero_point
+from minirt.ops.quant import QuantizeLinear as QuantizeLinear_reference
+from minirt.ops.quant import _channel_zero_point, _requantize, _row_zero_point, _saturate
 from minirt.registry import kernel
 
 _EXACT = 2**24  # float32 represents every integer in [-2**24, 2**24]
@@ -87,16 +108,215 @@ def _gemm_exact(a, b, chunk, out=None):
     return out
 
 
+# ---------------------------------------------------------------------------- per-weight cache
+
+_CACHE: dict[int, tuple] = {}  # id(weight) -> (weakref to it, {what: prepared value})
+
+
+def _immutable(a) -> bool:
+    """True when ``a`` can never change: it and every array it views are read-only."""
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return True  # the last base is not an ndarray (bytes, mmap of a file): minirt never writes it
+
+
+def _prepared(w, what, make):
+    """``make()``, computed once per immutable ``w`` and ``what`` (a hashable description of the
+    other, scalar, inputs the result depends on); recomputed every call for a writeable ``w``."""
+    if not _immutable(w):
+        return make()
+    key = id(w)
+    entry = _CACHE.get(key)
+    if entry is None or entry[0]() is not w:
+        entry = (weakref.ref(w, lambda _, key=key: _CACHE.pop(key, None)), {})
+        _CACHE[key] = entry
+    table = entry[1]
+    value = table.get(what)
+    if value is None:
+        value = table[what] = make()
+    return value
+
+
+def _key(p):
+    """A hashable summary of a small parameter (a scale or zero point): dtype and bytes."""
+    if p is None:
+        return None
+    p = np.asarray(p)
+    return (p.dtype.str, p.shape, p.tobytes())
+
+
+# ---------------------------------------------------------------------------- the fused loops
+
+
+def _requant_loops(acc, bias, mult, zp, lo, hi, out):
+    """out[p, c, q] = saturate(rint(float32(acc[p, c, q] + bias[c]) * mult[c]) + zp).
+
+    acc: int32 (or integer-valued float32, exact) [P, C, Q]; bias: int32 [C] or empty; mult:
+    float32 [C] or [1]; zp: float64. The float32 product and rint as ``_requantize`` does them;
+    the zero point is added in float64 (NumPy: float32 array + int32 array), then clipped."""
+    P, C, Q = acc.shape
+    per_channel = mult.shape[0] > 1
+    has_bias = bias.shape[0] > 0
+    for p in range(P):
+        for c in range(C):
+            m = mult[c] if per_channel else mult[0]
+            for q in range(Q):
+                a = np.int32(acc[p, c, q])
+                if has_bias:
+                    a = np.int32(np.int64(a) + np.int64(bias[c]))  # int32 add, wrapping
+                r = np.float64(np.rint(np.float32(a) * m)) + zp
+                if r < lo:
+                    r = lo
+                elif r > hi:
+                    r = hi
+                out[p, c, q] = r
+
+
+def _scale_loops(acc, mult, bias, out):
+    """out[p, c, q] = float32(acc[p, c, q]) * mult[c] (+ bias[c]), all in float32."""
+    P, C, Q = acc.shape
+    per_channel = mult.shape[0] > 1
+    has_bias = bias.shape[0] > 0
+    for p in range(P):
+        for c in range(C):
+            m = mult[c] if per_channel else mult[0]
+            for q in range(Q):
+                v = np.float32(acc[p, c, q]) * m
+                if has_bias:
+                    v = v + bias[c]
+                out[p, c, q] = v
+
+
+def _quantize_loop(x, scale, zp, lo, hi, out):
+    """out = saturate(rint(x / scale) + zp): float32 division and rint, zp added in float64."""
+    for i in range(x.size):
+        r = np.float64(np.rint(x[i] / scale)) + zp
+        if r < lo:
+            r = lo
+        elif r > hi:
+            r = hi
+        out[i] = r
+
+
+def _min_max(x):
+    """(min, max, all finite) of a float32 vector, in one pass."""
+    lo = x[0]
+    hi = x[0]
+    finite = True
+    for i in range(x.size):
+        v = x[i]
+        if not np.isfinite(v):
+            finite = False
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    return lo, hi, finite
+
+
+def _quantize_u8_loop(x, scale, zp, out):
+    """DynamicQuantizeLinear's y: saturate(rint(x / scale) + zp) in float32, to uint8."""
+    for i in range(x.size):
+        r = np.rint(x[i] / scale) + zp
+        if r < 0:
+            r = 0
+        elif r > 255:
+            r = 255
+        out[i] = np.uint8(r)
+
+
+def _widen_loop(q, zp, out):
+    """out = float32(q) - zp (q an 8-bit vector, zp a float32 scalar): the widening in one pass."""
+    for i in range(q.size):
+        out[i] = np.float32(q[i]) - zp
+
+
+requant_loops = numba.njit(cache=True)(_requant_loops)
+scale_loops = numba.njit(cache=True)(_scale_loops)
+quantize_loop = numba.njit(cache=True)(_quantize_loop)
+min_max = numba.njit(cache=True)(_min_max)
+quantize_u8_loop = numba.njit(cache=True)(_quantize_u8_loop)
+widen_loop = numba.njit(cache=True)(_widen_loop)
+
+_EMPTY_I32 = np.zeros(0, np.int32)
+_EMPTY_F32 = np.zeros(0, np.float32)
+
+
+def _widen_fast(q, zero_point):
+    """``_widen_f32`` for a scalar zero point in one pass (the per-call widening of activations)."""
+    if zero_point is not None and np.size(zero_point) != 1:
+        return _widen_f32(q, zero_point)
+    out = np.empty(q.shape, np.float32)
+    zp = np.float32(0 if zero_point is None else np.asarray(zero_point).reshape(-1)[0])
+    widen_loop(np.ascontiguousarray(q).reshape(-1), zp, out.reshape(-1))
+    return out
+
+
+def _requantize_fast(acc, bias, multiplier, y_zero_point, dtype, axis):
+    """``_requantize(acc + bias, multiplier, y_zero_point, dtype)`` in one pass.
+
+    ``multiplier`` (float32) is a scalar or varies along one ``axis`` of acc (and so does
+    ``bias``, int32, or None); anything else goes to the reference."""
+    dtype = np.dtype(dtype)
+    mult = np.asarray(multiplier)
+    if (dtype not in _INT8 or mult.dtype != np.float32 or not np.isfinite(mult).all()
+            or (y_zero_point is not None and np.size(y_zero_point) != 1)
+            or (bias is not None and bias.dtype != np.int32)):
+        if bias is not None:
+            acc = acc + bias.reshape(bias.shape + (1,) * (acc.ndim - 1 - axis % acc.ndim))
+        return _requantize(acc, multiplier, y_zero_point, dtype)
+    axis %= acc.ndim
+    C = acc.shape[axis]
+    m = mult.reshape(-1)
+    if m.size not in (1, C) or (bias is not None and bias.size not in (1, C)):
+        if bias is not None:
+            acc = acc + bias.reshape(bias.shape + (1,) * (acc.ndim - 1 - axis))
+        return _requantize(acc, multiplier, y_zero_point, dtype)
+    P = int(np.prod(acc.shape[:axis]))
+    acc3 = np.ascontiguousarray(acc).reshape(P, C, -1)
+    b = _EMPTY_I32 if bias is None else np.ascontiguousarray(np.broadcast_to(bias.reshape(-1), (C,)))
+    zp = 0.0 if y_zero_point is None else float(np.asarray(y_zero_point).reshape(-1)[0])
+    lo, hi = _LIMITS[dtype]
+    out = np.empty(acc.shape, dtype)
+    requant_loops(acc3, b, m, zp, float(lo), float(hi), out.reshape(acc3.shape))
+    return out
+
+
+def _int_product(a, b, chunk):
+    """The exact integer a @ b of integer-valued float32 arrays: float32 when K fits one chunk
+    (every value exact), else int32."""
+    if a.shape[-1] <= chunk:
+        return matmul(a, b)
+    return _gemm_exact(a, b, chunk)
+
+
+# ---------------------------------------------------------------------------- the kernels
+
+
 @kernel("MatMulInteger", since=10)
 def MatMulInteger(A, B, a_zero_point=None, b_zero_point=None):
     """Fast MatMulInteger: exact float32 BLAS in chunks (see the module docstring)."""
     if A.dtype not in _INT8 or B.dtype not in _INT8 or A.ndim < 2 or B.ndim < 2:
         return MatMulInteger_reference(A, B, a_zero_point, b_zero_point)
+    acc = _matmul_integer(A, B, a_zero_point, b_zero_point)
+    return acc if acc.dtype == np.int32 else acc.astype(np.int32)
+
+
+def _matmul_integer(A, B, a_zero_point, b_zero_point):
+    """(A - azp) @ (B - bzp), exact, as int32 or integer-valued float32; B's widening cached."""
     a_zp = None if a_zero_point is None else _row_zero_point(a_zero_point)
-    a = _widen_f32(A, a_zp)  # [.., M, K] int8 -> float32
-    b = _widen_f32(B, b_zero_point)  # [.., K, N]
-    chunk = _chunk(_bound(A.dtype, a_zero_point), _bound(B.dtype, b_zero_point))
-    return _gemm_exact(a, b, chunk)  # int32 [.., M, N]
+    b, bmax = _prepared(B, ("widen", _key(b_zero_point)),
+                        lambda: (_widen_f32(B, b_zero_point), _bound(B.dtype, b_zero_point)))
+    if a_zp is None or a_zp.size == 1:
+        a = _widen_fast(A, a_zp)  # [.., M, K]
+        lo, hi = _LIMITS[A.dtype]
+        z = 0 if a_zp is None else int(a_zp.reshape(-1)[0])
+        amax = max(hi - z, z - lo)
+    else:
+        a, amax = _widen_f32(A, a_zp), _bound(A.dtype, a_zero_point)
+    return _int_product(a, b, _chunk(amax, bmax))
 
 
 @kernel("ConvInteger", since=10)
@@ -105,25 +325,55 @@ def ConvInteger(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET"
     """Fast ConvInteger for 2-D (and 1-D) convs: im2col of x - x_zero_point, exact float32 GEMM."""
     args = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
                 pads=pads, strides=strides)
+    y = _conv_integer(x, w, x_zero_point, w_zero_point, **args)
+    if y is None:
+        return ConvInteger_reference(x, w, x_zero_point, w_zero_point, **args)
+    return y
+
+
+def _conv_integer(x, w, x_zero_point, w_zero_point, *, auto_pad, dilations, group, kernel_shape,
+                  pads, strides):
+    """The int32 conv of the fast path, or None where the reference must run."""
+    what = ("conv", x.dtype.str, x.shape, _key(x_zero_point), _key(w_zero_point), auto_pad, group,
+            _tuple(dilations), _tuple(kernel_shape), _tuple(pads), _tuple(strides))
+    prep = _prepared(w, what, lambda: _conv_prep(x, w, x_zero_point, w_zero_point, auto_pad,
+                                                 dilations, group, pads, strides))
+    if prep is False:
+        return None
+    wf, st, begin, dl, out_shape, chunk, one_d = prep
+    xs = x[:, :, None, :] if one_d else x
+    xf = _widen_fast(xs, x_zero_point)  # x - x_zp: zero padding now means "pad with x_zero_point"
+    y = _conv_exact(xf, wf, st, begin, dl, group, out_shape, chunk)
+    return y[:, :, 0, :] if one_d else y
+
+
+def _tuple(v):
+    return None if v is None else tuple(v)
+
+
+def _conv_prep(x, w, x_zero_point, w_zero_point, auto_pad, dilations, group, pads, strides):
+    """ConvInteger's constant work for one input shape, or False where the reference must run."""
     x_zp_scalar = x_zero_point is None or np.asarray(x_zero_point).size == 1
     if (x.ndim not in (3, 4) or x.dtype not in _INT8 or w.dtype not in _INT8 or x.shape[0] == 0
-            or x.shape[1] != w.shape[1] * group or not x_zp_scalar):
-        return ConvInteger_reference(x, w, x_zero_point, w_zero_point, **args)
+            or w.ndim != x.ndim or x.shape[1] != w.shape[1] * group or not x_zp_scalar):
+        return False
     one_d = x.ndim == 3
-    xs, ws = (x[:, :, None, :], w[:, :, None, :]) if one_d else (x, w)
+    ws_shape = (w.shape[0], w.shape[1], 1, w.shape[2]) if one_d else w.shape
+    xs_shape = (x.shape[0], x.shape[1], 1, x.shape[2]) if one_d else x.shape
     st = ([1] if one_d else []) + list(strides or [1] * (x.ndim - 2))
     dl = ([1] if one_d else []) + list(dilations or [1] * (x.ndim - 2))
     pd = None if pads is None else ([0, pads[0], 0, pads[1]] if one_d else list(pads))
-    out_shape, begin, _, _ = _window_pads(xs.shape[2:], ws.shape[2:], st, dl, pd, auto_pad)
+    out_shape, begin, _, _ = _window_pads(xs_shape[2:], ws_shape[2:], st, dl, pd, auto_pad)
     if min(out_shape) <= 0:
-        return ConvInteger_reference(x, w, x_zero_point, w_zero_point, **args)
-    w_zp = None if w_zero_point is None else _channel_zero_point(w_zero_point, ws.ndim)
-    xf = _widen_f32(xs, x_zero_point)  # x - x_zp: zero padding now means "pad with x_zero_point"
-    wf = _widen_f32(ws, w_zp)
+        return False
+
+    def widen_w():  # w - w_zp as contiguous float32 [M, C/G, kh, kw]: one copy for every x shape
+        w_zp = None if w_zero_point is None else _channel_zero_point(w_zero_point, len(ws_shape))
+        return np.ascontiguousarray(_widen_f32(w.reshape(ws_shape), w_zp))
+
+    wf = _prepared(w, ("wf", _key(w_zero_point)), widen_w)
     chunk = _chunk(_bound(x.dtype, x_zero_point), _bound(w.dtype, w_zero_point))
-    y = _conv_exact(np.ascontiguousarray(xf), np.ascontiguousarray(wf), st, begin, dl, group,
-                    out_shape, chunk)
-    return y[:, :, 0, :] if one_d else y
+    return wf, st, begin, dl, out_shape, chunk, one_d
 
 
 def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
@@ -155,34 +405,181 @@ def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
 def QLinearConv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
                 B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                 pads=None, strides=None):
-    """Fast QLinearConv: the fast ConvInteger, then the reference's requantization (bit-exact)."""
-    if x.ndim not in (3, 4):
+    """Fast QLinearConv: the fast ConvInteger, then one fused requantization pass (bit-exact)."""
+    args = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                pads=pads, strides=strides)
+    acc = None if x.ndim not in (3, 4) else _conv_integer(x, w, x_zero_point, w_zero_point, **args)
+    if acc is None:
         return QLinearConv_reference(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
-                                     y_zero_point, B, auto_pad=auto_pad, dilations=dilations,
-                                     group=group, kernel_shape=kernel_shape, pads=pads, strides=strides)
-    acc = ConvInteger(x, w, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations,
-                      group=group, kernel_shape=kernel_shape, pads=pads, strides=strides)
-    spatial = (1,) * (x.ndim - 2)
-    if B is not None:
-        acc += B.astype(np.int32).reshape(-1, *spatial)  # bias per output channel, in place
-    w_scale = np.asarray(w_scale, dtype=np.float32)
-    if w_scale.size > 1:
-        w_scale = w_scale.reshape(-1, *spatial)  # per output channel [M] -> [M, 1, 1]
-    multiplier = np.float32(x_scale) * w_scale / np.float32(y_scale)
-    dtype = x.dtype if y_zero_point is None else np.asarray(y_zero_point).dtype
-    return _requantize(acc, multiplier, y_zero_point, dtype)
+                                     y_zero_point, B, **args)
+
+    prep = _prepared(w, ("qconv", _key(x_scale), _key(w_scale), _key(y_scale), _key(y_zero_point),
+                         _key(B), x.dtype.str),
+                     lambda: _requant_prep(x_scale, w_scale, y_scale, y_zero_point, B, x.dtype))
+    if prep is False:  # an unusual multiplier, bias or output type: the reference's requantization
+        w_s = np.asarray(w_scale, dtype=np.float32)
+        spatial = (1,) * (x.ndim - 2)
+        if B is not None:
+            acc = acc + B.astype(np.int32).reshape(-1, *spatial)
+        w_s = w_s.reshape(-1, *spatial) if w_s.size > 1 else w_s
+        dtype = x.dtype if y_zero_point is None else np.asarray(y_zero_point).dtype
+        return _requantize(acc, np.float32(x_scale) * w_s / np.float32(y_scale), y_zero_point, dtype)
+    bias, mult, zp, lo, hi, dtype = prep
+    acc3 = acc.reshape(acc.shape[0], acc.shape[1], -1)
+    if mult.size not in (1, acc3.shape[1]) or bias.size not in (0, acc3.shape[1]):
+        return QLinearConv_reference(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
+                                     y_zero_point, B, **args)
+    out = np.empty(acc.shape, dtype)
+    requant_loops(acc3, bias, mult, zp, lo, hi, out.reshape(acc3.shape))
+    return out
+
+
+def _requant_prep(x_scale, w_scale, y_scale, y_zero_point, B, x_dtype):
+    """QLinearConv's requantization constants (the reference's float32 multiplier), or False."""
+    mult = (np.float32(x_scale) * np.asarray(w_scale, dtype=np.float32) / np.float32(y_scale)).reshape(-1)
+    dtype = np.dtype(x_dtype if y_zero_point is None else np.asarray(y_zero_point).dtype)
+    if (dtype not in _INT8 or mult.dtype != np.float32 or not np.isfinite(mult).all()
+            or (y_zero_point is not None and np.size(y_zero_point) != 1)
+            or (B is not None and B.dtype != np.int32)):
+        return False
+    bias = _EMPTY_I32 if B is None else np.ascontiguousarray(B.reshape(-1))
+    zp = 0.0 if y_zero_point is None else float(np.asarray(y_zero_point).reshape(-1)[0])
+    lo, hi = _LIMITS[dtype]
+    return bias, mult, zp, float(lo), float(hi), dtype
 
 
 @kernel("QLinearMatMul", since=10)
 @kernel("QLinearMatMul", since=21)
 def QLinearMatMul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
-    """Fast QLinearMatMul: the fast MatMulInteger, then the reference's requantization (bit-exact)."""
-    if a.ndim < 2 or b.ndim < 2:
+    """Fast QLinearMatMul: the fast MatMulInteger, then one fused requantization pass (bit-exact)."""
+    if a.ndim < 2 or b.ndim < 2 or a.dtype not in _INT8 or b.dtype not in _INT8:
         return QLinearMatMul_reference(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
                                        y_zero_point)
-    acc = MatMulInteger(a, b, a_zero_point, b_zero_point)  # int32 [.., M, N]
-    a_scale = np.asarray(a_scale, dtype=np.float32)
-    if a_scale.size > 1:
-        a_scale = a_scale.reshape(-1, 1)  # per row of a
-    multiplier = a_scale * np.asarray(b_scale, dtype=np.float32) / np.asarray(y_scale, dtype=np.float32)
-    return _requantize(acc, multiplier, y_zero_point, np.asarray(y_zero_point).dtype)
+    acc = _matmul_integer(a, b, a_zero_point, b_zero_point)  # [.., M, N]
+    a_s = np.asarray(a_scale, dtype=np.float32)
+    b_s = np.asarray(b_scale, dtype=np.float32)
+    if a_s.size > 1 and b_s.size > 1:  # per row and per column: the reference's broadcasting
+        return _requantize(acc.astype(np.int32), a_s.reshape(-1, 1) * b_s / np.asarray(y_scale, np.float32),
+                           y_zero_point, np.asarray(y_zero_point).dtype)
+    multiplier = (a_s * b_s / np.asarray(y_scale, dtype=np.float32)).reshape(-1)
+    axis = -2 if a_s.size > 1 else -1
+    return _requantize_fast(acc, None, multiplier, y_zero_point, np.asarray(y_zero_point).dtype, axis)
+
+
+@kernel("QuantizeLinear", since=10)
+@kernel("QuantizeLinear", since=13)
+@kernel("QuantizeLinear", since=19)
+@kernel("QuantizeLinear", since=21)
+def QuantizeLinear(x, y_scale, y_zero_point=None, *, axis=1, saturate=1, block_size=0,
+                   output_dtype=0, precision=0):
+    """Fast QuantizeLinear for float32 x, one float32 scale, an int8/uint8 zero point: one pass."""
+    dtype = None if y_zero_point is None else np.asarray(y_zero_point).dtype
+    scale = np.asarray(y_scale)
+    if (dtype not in _INT8 or x.dtype != np.float32 or scale.dtype != np.float32 or scale.size != 1
+            or np.size(y_zero_point) != 1 or precision or block_size):
+        return QuantizeLinear_reference(x, y_scale, y_zero_point, axis=axis, saturate=saturate,
+                                        block_size=block_size, output_dtype=output_dtype,
+                                        precision=precision)
+    out = np.empty(x.shape, dtype)
+    lo, hi = _LIMITS[dtype]
+    quantize_loop(np.ascontiguousarray(x).reshape(-1), scale.reshape(-1)[0],
+                  float(np.asarray(y_zero_point).reshape(-1)[0]), float(lo), float(hi), out.reshape(-1))
+    return out
+
+
+@kernel("DynamicQuantizeLinear", since=11)
+def DynamicQuantizeLinear(x):
+    """Fast DynamicQuantizeLinear for finite float32 x: one min/max pass, one quantize pass."""
+    if x.dtype != np.float32 or x.size == 0:
+        return DynamicQuantizeLinear_reference(x)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    xmin, xmax, finite = min_max(flat)
+    if not finite:  # NaN / inf: the reference's own (odd) rules
+        return DynamicQuantizeLinear_reference(x)
+    # the reference's scalar arithmetic, verbatim
+    lo = np.float32(min(0.0, float(xmin)))
+    hi = np.float32(max(0.0, float(xmax)))
+    scale = np.float32((hi - lo) / np.float32(255)) if hi != lo else np.float32(1.0 / 255)
+    zero_point = _saturate(np.float32(0) - lo / scale, np.uint8)
+    y = np.empty(x.shape, np.uint8)
+    quantize_u8_loop(flat, scale, np.float32(zero_point), y.reshape(-1))
+    return y, np.asarray(scale, dtype=x.dtype), np.asarray(zero_point)
+
+
+@kernel("QGemm", since=1, domain="com.microsoft")
+def QGemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
+          y_zero_point=None, *, alpha=1.0, transA=0, transB=0):
+    """Fast QGemm: everything derived from the constant inputs prepared once (``_qgemm_prep``),
+    then per call: widen A, one exact float32 BLAS product, one fused output pass (bit-exact)."""
+    what = ("qgemm", A.dtype.str, A.shape[1 - transA], transB, alpha, _key(a_scale), _key(a_zero_point),
+            _key(b_scale), _key(b_zero_point), _key(C), _key(y_scale), _key(y_zero_point))
+    prep = _prepared(B, what, lambda: _qgemm_prep(A, a_scale, a_zero_point, B, b_scale, b_zero_point,
+                                                  C, y_scale, y_zero_point, alpha, transA, transB))
+    if prep is False or A.ndim != 2:
+        return QGemm_reference(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
+                               y_zero_point, alpha=alpha, transA=transA, transB=transB)
+    b, a_zp, chunk, bias, mult, zp, lo, hi, dtype = prep
+    a = _widen_fast(A.T if transA else A, a_zp)  # [M, K]
+    acc = _int_product(a, b, chunk)  # [M, N]
+    M, N = acc.shape
+    acc3 = acc.reshape(M, N, 1)
+    if dtype is None:  # float output: float32(acc + C) * scale
+        if bias.size:
+            acc3 = acc3.astype(np.int32) + bias.reshape(N, 1)
+        out = np.empty((M, N), np.float32)
+        scale_loops(acc3, mult, _EMPTY_F32, out.reshape(M, N, 1))
+        return out
+    out = np.empty((M, N), dtype)
+    requant_loops(acc3, bias, mult, zp, lo, hi, out.reshape(M, N, 1))
+    return out
+
+
+def _qgemm_prep(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zero_point,
+                alpha, transA, transB):
+    """QGemm's constant work, or False where the reference must run."""
+    b_zp = np.asarray(b_zero_point)
+    K = A.shape[1 - transA] if A.ndim == 2 else -1
+    if (A.dtype not in _INT8 or B.dtype not in _INT8 or A.ndim != 2 or B.ndim != 2
+            or np.size(a_zero_point) != 1 or (C is not None and C.dtype != np.int32)
+            or B.shape[transB] != K):
+        return False
+    N = B.shape[1 - transB]
+    if C is not None and C.size != 1 and (C.size != N or C.shape[-1] != N):
+        return False
+    scale = np.float32(alpha) * np.float32(a_scale) * np.asarray(b_scale, dtype=np.float32)
+    if np.size(scale) not in (1, N):
+        return False
+    zp = b_zp if b_zp.size == 1 or transB == 0 else b_zp.reshape(1, -1)
+    b = np.ascontiguousarray(_widen_f32(B.T if transB else B, zp))  # B' - bzp, float32 [K, N]
+    chunk = _chunk(_bound(A.dtype, a_zero_point), _bound(B.dtype, b_zero_point))
+    bias = _EMPTY_I32 if C is None else np.ascontiguousarray(np.broadcast_to(C.reshape(-1), (N,)))
+    if y_scale is None:
+        return b, a_zero_point, chunk, bias, np.asarray(scale, np.float32).reshape(-1), 0.0, 0.0, 0.0, None
+    mult = np.asarray(scale / np.float32(y_scale), dtype=np.float32).reshape(-1)
+    dtype = np.asarray(y_zero_point).dtype
+    if dtype not in _INT8 or np.size(y_zero_point) != 1 or not np.isfinite(mult).all():
+        return False
+    lo, hi = _LIMITS[dtype]
+    return (b, a_zero_point, chunk, bias, mult, float(np.asarray(y_zero_point).reshape(-1)[0]),
+            float(lo), float(hi), dtype)
+
+
+@kernel("MatMulIntegerToFloat", since=1, domain="com.microsoft")
+def MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None):
+    """Fast MatMulIntegerToFloat: the fast integer product, then float32(acc) * scale + bias in
+    one pass (the reference's float32 operations, in its order)."""
+    a_s, b_s = np.asarray(a_scale), np.asarray(b_scale)
+    if (A.dtype not in _INT8 or B.dtype not in _INT8 or A.ndim < 2 or B.ndim < 2
+            or a_s.dtype != np.float32 or b_s.dtype != np.float32 or a_s.size != 1
+            or (bias is not None and (bias.dtype != np.float32 or bias.ndim != 1))):
+        return MatMulIntegerToFloat_reference(A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+    acc = _matmul_integer(A, B, a_zero_point, b_zero_point)  # [.., M, N]
+    N = acc.shape[-1]
+    scale = (a_s * b_s).reshape(-1)
+    if scale.size not in (1, N) or (bias is not None and bias.size not in (1, N)):
+        return MatMulIntegerToFloat_reference(A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+    b = _EMPTY_F32 if bias is None else np.ascontiguousarray(np.broadcast_to(bias, (N,)))
+    out = np.empty(acc.shape, np.float32)
+    P = acc.size // max(N, 1)
+    scale_loops(np.ascontiguousarray(acc).reshape(P, N, 1), scale, b, out.reshape(P, N, 1))
+    return out
