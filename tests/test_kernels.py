@@ -168,15 +168,44 @@ def test_gemm_pieces_match_numpy(M, K, N, batch, with_out, dtype, seed):
     """kernels/gemm.matmul cut into pieces (forced: no size minimum) is np.matmul."""
     rng = np.random.default_rng(seed)
     a, b = _rand(rng, batch + (M, K), dtype), _rand(rng, (K, N), dtype)
-    old = (kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER)
+    old = (kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER, kgemm._own_after)
+    # no size minimum, and OpenBLAS's own threads "starved" for ever: always the pieces
     kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = 0, 0, 1, 1
+    kgemm._own_after = float("inf")
     try:
         out = np.full(batch + (M, N), np.nan, dtype) if with_out else None
         got = kgemm.matmul(a, b, out)
     finally:
-        kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = old
+        (kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER,
+         kgemm._own_after) = old
     assert got.dtype == dtype and (out is None or got is out)
     _close(got, np.matmul(a, b), 1e-5)
+
+
+def test_gemm_own_threads_back_off_when_starved(monkeypatch):
+    """A big product runs on OpenBLAS's own threads until, in one call, the calling thread gets
+    less CPU time than 0.8 x the wall time (faked here: its CPU clock stands still); then the
+    pieces for the back-off."""
+    blas = kgemm._openblas()
+    if not blas or blas.get_num_threads() < 2:
+        pytest.skip("needs OpenBLAS with 2 threads or more")
+    rng = np.random.default_rng(0)
+    a, b = _rand(rng, (64, 64), np.float32), _rand(rng, (64, 4096), np.float32)
+    monkeypatch.setattr(kgemm, "_own_after", 0.0)
+    monkeypatch.setattr(kgemm, "_backoff", kgemm.BACKOFF_S[0])
+    monkeypatch.setattr(kgemm.time, "thread_time", lambda: 0.0)  # no CPU: a starved call
+    _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)
+    assert kgemm._own_after > kgemm.time.perf_counter()  # the pieces from now on, for a while
+    assert kgemm._backoff == 2 * kgemm.BACKOFF_S[0]
+    _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)  # the pieces
+    assert blas.get_num_threads() >= 2
+
+
+def test_conv_scratch_buffer_is_reused_and_grown():
+    small = kconv._scratch((3, 4), np.float32)
+    big = kconv._scratch((50, 60), np.float32)
+    assert big.shape == (50, 60) and kconv._scratch((2, 5), np.float32).base is big.base
+    assert small.dtype == np.float32 and kconv._scratch((2, 2), np.float64).dtype == np.float64
 
 
 def test_gemm_restores_blas_threads_and_raises_piece_errors():
@@ -614,3 +643,73 @@ def test_weight_cache_is_safe():
     key = id(R)
     del R
     assert key not in kquant._CACHE  # freed with the weight
+
+
+# ----------------------------------------------------------------------------- LSTM / GRU
+# Not bit-exact (see minirt/kernels/recurrent.py): h @ R^T is summed in another order than
+# BLAS, the biases are added in another order, Numba's exp/tanh may differ by an ulp. The gates
+# squash (|sigmoid'| <= 1/4, |tanh'| <= 1) and |h| <= 1, so a float32 rounding difference stays
+# ~1e-7 per step and does not grow: 1e-5 absolute over up to 30 steps is a wide margin.
+
+from minirt.kernels import recurrent as krec  # noqa: E402
+from minirt.ops import recurrent as rrec  # noqa: E402
+
+
+@st.composite
+def recurrent_configs(draw):
+    seq, batch, n_in, H = draw(st.integers(1, 30)), draw(st.integers(1, 4)), draw(st.integers(1, 7)), draw(st.integers(1, 9))
+    direction = draw(st.sampled_from(["forward", "reverse", "bidirectional"]))
+    layout = draw(st.integers(0, 1))
+    lens = draw(st.sampled_from(["none", "full", "ragged"]))
+    flags = dict(bias=draw(st.booleans()), init=draw(st.booleans()), clip=draw(st.sampled_from([None, 0.5, 3.0])))
+    return seq, batch, n_in, H, direction, layout, lens, flags, draw(st.integers(0, 2**31))
+
+
+def _recurrent_inputs(cfg, gates, cell_state=False):
+    seq, batch, n_in, H, direction, layout, lens, flags, seed = cfg
+    rng = np.random.default_rng(seed)
+    D = 2 if direction == "bidirectional" else 1
+    X = _rand(rng, (seq, batch, n_in) if layout == 0 else (batch, seq, n_in))
+    W, R = _rand(rng, (D, gates * H, n_in)), _rand(rng, (D, gates * H, H))
+    B = _rand(rng, (D, 2 * gates * H)) if flags["bias"] else None
+    sl = {"none": None, "full": np.full(batch, seq, np.int32),
+          "ragged": rng.integers(0, seq + 1, batch).astype(np.int32)}[lens]
+    state_shape = (D, batch, H) if layout == 0 else (batch, D, H)
+    states = [_rand(rng, state_shape) if flags["init"] else None for _ in range(2 if cell_state else 1)]
+    attrs = dict(direction=direction, layout=layout, hidden_size=H, clip=flags["clip"])
+    return rng, D, H, (X, W, R, B, sl, *states), attrs
+
+
+def _close_all(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        _close(g, w, tol=1e-5)
+
+
+@SETTINGS
+@given(recurrent_configs(), st.booleans(), st.booleans())
+def test_lstm_kernel_matches_reference(cfg, peepholes, input_forget):
+    rng, D, H, args, attrs = _recurrent_inputs(cfg, 4, cell_state=True)
+    P = _rand(rng, (D, 3 * H)) if peepholes else None
+    attrs["input_forget"] = int(input_forget)
+    _close_all(krec.LSTM(*args, P, **attrs), rrec.LSTM(*args, P, **attrs))
+
+
+@SETTINGS
+@given(recurrent_configs(), st.integers(0, 1))
+def test_gru_kernel_matches_reference(cfg, linear_before_reset):
+    _, _, _, args, attrs = _recurrent_inputs(cfg, 3)
+    attrs["linear_before_reset"] = linear_before_reset
+    _close_all(krec.GRU(*args, **attrs), rrec.GRU(*args, **attrs))
+
+
+def test_recurrent_kernels_fall_back_for_other_activations():
+    rng = np.random.default_rng(1)
+    X, W, R = _rand(rng, (5, 2, 3)), _rand(rng, (1, 16, 3)), _rand(rng, (1, 16, 4))
+    attrs = dict(activations=["Sigmoid", "Relu", "Tanh"], hidden_size=4)
+    _close_all(krec.LSTM(X, W, R, **attrs), rrec.LSTM(X, W, R, **attrs))
+    Wg, Rg = _rand(rng, (1, 12, 3)), _rand(rng, (1, 12, 4))
+    attrs = dict(activations=["HardSigmoid", "Tanh"], hidden_size=4)
+    _close_all(krec.GRU(X, Wg, Rg, **attrs), rrec.GRU(X, Wg, Rg, **attrs))
+    assert minirt.registry.lookup("", "LSTM", 17, kernels=True).fn is krec.LSTM
+    assert minirt.registry.lookup("", "GRU", 7, kernels=True).fn is krec.GRU
