@@ -168,15 +168,44 @@ def test_gemm_pieces_match_numpy(M, K, N, batch, with_out, dtype, seed):
     """kernels/gemm.matmul cut into pieces (forced: no size minimum) is np.matmul."""
     rng = np.random.default_rng(seed)
     a, b = _rand(rng, batch + (M, K), dtype), _rand(rng, (K, N), dtype)
-    old = (kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER)
+    old = (kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER, kgemm._own_after)
+    # no size minimum, and OpenBLAS's own threads "starved" for ever: always the pieces
     kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = 0, 0, 1, 1
+    kgemm._own_after = float("inf")
     try:
         out = np.full(batch + (M, N), np.nan, dtype) if with_out else None
         got = kgemm.matmul(a, b, out)
     finally:
-        kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = old
+        (kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER,
+         kgemm._own_after) = old
     assert got.dtype == dtype and (out is None or got is out)
     _close(got, np.matmul(a, b), 1e-5)
+
+
+def test_gemm_own_threads_back_off_when_starved(monkeypatch):
+    """A big product runs on OpenBLAS's own threads until, in one call, the calling thread gets
+    less CPU time than 0.8 x the wall time (faked here: its CPU clock stands still); then the
+    pieces for the back-off."""
+    blas = kgemm._openblas()
+    if not blas or blas.get_num_threads() < 2:
+        pytest.skip("needs OpenBLAS with 2 threads or more")
+    rng = np.random.default_rng(0)
+    a, b = _rand(rng, (64, 64), np.float32), _rand(rng, (64, 4096), np.float32)
+    monkeypatch.setattr(kgemm, "_own_after", 0.0)
+    monkeypatch.setattr(kgemm, "_backoff", kgemm.BACKOFF_S[0])
+    monkeypatch.setattr(kgemm.time, "thread_time", lambda: 0.0)  # no CPU: a starved call
+    _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)
+    assert kgemm._own_after > kgemm.time.perf_counter()  # the pieces from now on, for a while
+    assert kgemm._backoff == 2 * kgemm.BACKOFF_S[0]
+    _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)  # the pieces
+    assert blas.get_num_threads() >= 2
+
+
+def test_conv_scratch_buffer_is_reused_and_grown():
+    small = kconv._scratch((3, 4), np.float32)
+    big = kconv._scratch((50, 60), np.float32)
+    assert big.shape == (50, 60) and kconv._scratch((2, 5), np.float32).base is big.base
+    assert small.dtype == np.float32 and kconv._scratch((2, 2), np.float64).dtype == np.float64
 
 
 def test_gemm_restores_blas_threads_and_raises_piece_errors():
