@@ -201,13 +201,6 @@ def test_gemm_own_threads_back_off_when_starved(monkeypatch):
     assert blas.get_num_threads() >= 2
 
 
-def test_conv_scratch_buffer_is_reused_and_grown():
-    small = kconv._scratch((3, 4), np.float32)
-    big = kconv._scratch((50, 60), np.float32)
-    assert big.shape == (50, 60) and kconv._scratch((2, 5), np.float32).base is big.base
-    assert small.dtype == np.float32 and kconv._scratch((2, 2), np.float64).dtype == np.float64
-
-
 def test_gemm_restores_blas_threads_and_raises_piece_errors():
     blas = kgemm._openblas()
     if not blas:

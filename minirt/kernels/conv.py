@@ -26,8 +26,6 @@ tested against the reference but not used by default (it is ~100x slower than BL
 
 from __future__ import annotations
 
-import threading
-
 import numba
 import numpy as np
 
@@ -152,23 +150,6 @@ depthwise_loops_nogil = numba.njit(cache=True, nogil=True)(_depthwise_loops)
 
 # ----------------------------------------------------------------------------- the op
 
-_scratch_local = threading.local()  # per thread: sessions may run in several threads at once
-
-
-def _scratch(shape, dtype):
-    """A column buffer reused from call to call (per thread and dtype; grown when too small).
-
-    A fresh ``np.empty`` of several MB is a fresh ``mmap``: every page faults in again at each
-    call (~1.5 ms for the 7x7 stem's 7 MB); a reused buffer is mapped once.
-    """
-    buffers = _scratch_local.__dict__.setdefault("buffers", {})
-    size = int(np.prod(shape))
-    buf = buffers.get(dtype)
-    if buf is None or buf.size < size:
-        buf = buffers[dtype] = np.empty(size, dtype=dtype)
-    return buf[:size].reshape(shape)
-
-
 
 def shifted_gemm(x, W, pt, pl, out_shape):
     """One image, stride 1, no dilation, group 1: x [C, H, W] -> [M, oh, ow] without im2col.
@@ -224,7 +205,7 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
         return y
     w = W.reshape(G, M // G, Cg * kh * kw)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K] (a view)
     pointwise = kh == kw == 1 and sh == sw == 1 and not any(pads)
-    cols = None if pointwise else _scratch((C * kh * kw, L), X.dtype)
+    cols = None if pointwise else np.empty((C * kh * kw, L), dtype=X.dtype)
     for n in range(N):
         if pointwise:
             cols = X[n].reshape(C, L)  # [C, H, W] -> [C, H*W]: already the column matrix
