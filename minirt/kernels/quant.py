@@ -49,11 +49,11 @@ from minirt.ops.quant import MatMulIntegerToFloat as MatMulIntegerToFloat_refere
 from minirt.ops.quant import QGemm as QGemm_reference
 from minirt.ops.quant import QLinearMatMul as QLinearMatMul_reference
 from minirt.ops.quant import QuantizeLinear as QuantizeLinear_reference
-from minirt.ops.quant import _channel_zero_point, _requantize, _row_zero_point, _saturate
+from minirt.ops.quant import _channel_zero_point, _requantize, _row_zero_point
 from minirt.registry import kernel
 
 _EXACT = 2**24  # float32 represents every integer in [-2**24, 2**24]
-_INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
+_INT8 = frozenset((np.dtype(np.int8), np.dtype(np.uint8)))
 
 
 def matmul_int32_blocked(a, b, tile=64):
@@ -119,12 +119,19 @@ def _immutable(a) -> bool:
         if a.flags.writeable:
             return False
         a = a.base
-    return True  # the last base is not an ndarray (bytes, mmap of a file): minirt never writes it
+    # the last base is not an ndarray (bytes, mmap of a file: minirt never writes it), or ``a``
+    # is None, a NumPy scalar or a Python number: immutable
+    return True
 
 
-def _prepared(w, what, make):
-    """``make()``, computed once per immutable ``w`` and ``what`` (a hashable description of the
-    other, scalar, inputs the result depends on); recomputed every call for a writeable ``w``."""
+def _prepared(w, tag, params, make):
+    """``make()``, computed once per immutable ``w``, hashable ``tag`` (attributes, dtypes,
+    shapes) and ``params`` (the small scale / zero-point arrays the result depends on).
+
+    The entry is keyed by the ids of ``params`` and keeps them referenced, so while it lives no
+    other object can take those ids: a hit means the very same objects. Only immutable params are
+    cached that way; a writeable one (a scale computed at run time) means ``make()`` every call,
+    as does a writeable ``w``."""
     if not _immutable(w):
         return make()
     key = id(w)
@@ -133,18 +140,15 @@ def _prepared(w, what, make):
         entry = (weakref.ref(w, lambda _, key=key: _CACHE.pop(key, None)), {})
         _CACHE[key] = entry
     table = entry[1]
-    value = table.get(what)
-    if value is None:
-        value = table[what] = make()
+    id_key = (tag, *map(id, params))
+    hit = table.get(id_key)
+    if hit is not None:
+        return hit[1]
+    if not all(_immutable(p) for p in params):
+        return make()
+    value = make()
+    table[id_key] = (params, value)  # params pinned: their ids stay theirs
     return value
-
-
-def _key(p):
-    """A hashable summary of a small parameter (a scale or zero point): dtype and bytes."""
-    if p is None:
-        return None
-    p = np.asarray(p)
-    return (p.dtype.str, p.shape, p.tobytes())
 
 
 # ---------------------------------------------------------------------------- the fused loops
@@ -200,20 +204,32 @@ def _quantize_loop(x, scale, zp, lo, hi, out):
         out[i] = r
 
 
-def _min_max(x):
-    """(min, max, all finite) of a float32 vector, in one pass."""
-    lo = x[0]
-    hi = x[0]
-    finite = True
+def _dynamic_quantize(x, out):
+    """DynamicQuantizeLinear of a float32 vector into out (uint8): one min/max pass, the
+    reference's float32 scalar arithmetic, one quantize pass. Returns (scale, zero point, ok);
+    ok is False for NaN / inf input (then out is not written: the caller runs the reference)."""
+    xmin = np.float32(0)
+    xmax = np.float32(0)
     for i in range(x.size):
         v = x[i]
         if not np.isfinite(v):
-            finite = False
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
-    return lo, hi, finite
+            return np.float32(1), np.float32(0), False
+        if v < xmin:
+            xmin = v
+        if v > xmax:
+            xmax = v
+    # lo = min(0, x.min()), hi = max(0, x.max()); scale = (hi - lo) / 255 in float32
+    if xmax != xmin:
+        scale = np.float32((xmax - xmin) / np.float32(255))
+    else:
+        scale = np.float32(1.0 / 255)
+    zp = np.rint(np.float32(0) - xmin / scale)  # saturate(0 - lo / scale) to uint8
+    if zp < 0:
+        zp = np.float32(0)
+    elif zp > 255:
+        zp = np.float32(255)
+    _quantize_u8_loop(x, scale, zp, out)
+    return scale, zp, True
 
 
 def _quantize_u8_loop(x, scale, zp, out):
@@ -233,25 +249,53 @@ def _widen_loop(q, zp, out):
         out[i] = np.float32(q[i]) - zp
 
 
+def _small_gemm(a, a_zp, b, chunk, out):
+    """out [M, N] = (a [M, K] - a_zp) @ b [K, N], for a small product in one call: a 8-bit,
+    b the widened weight as float32. Exact: float32 sums over at most ``chunk`` terms are
+    integers below 2**24 (module docstring), and the chunks are added in float64 (exact far
+    beyond int32). out: int32 or float32."""
+    M, K = a.shape
+    N = b.shape[1]
+    part = np.empty(N, np.float32)
+    total = np.empty(N, np.float64)
+    for m in range(M):
+        for n in range(N):
+            total[n] = 0
+        for k0 in range(0, K, chunk):
+            for n in range(N):
+                part[n] = 0
+            for k in range(k0, min(k0 + chunk, K)):
+                v = np.float32(a[m, k]) - a_zp
+                for n in range(N):
+                    part[n] += v * b[k, n]
+            for n in range(N):
+                total[n] += part[n]
+        for n in range(N):
+            out[m, n] = total[n]
+
+
 requant_loops = numba.njit(cache=True)(_requant_loops)
 scale_loops = numba.njit(cache=True)(_scale_loops)
 quantize_loop = numba.njit(cache=True)(_quantize_loop)
-min_max = numba.njit(cache=True)(_min_max)
-quantize_u8_loop = numba.njit(cache=True)(_quantize_u8_loop)
+_quantize_u8_loop = numba.njit(cache=True, inline="always")(_quantize_u8_loop)
+dynamic_quantize = numba.njit(cache=True)(_dynamic_quantize)
 widen_loop = numba.njit(cache=True)(_widen_loop)
+small_gemm = numba.njit(cache=True)(_small_gemm)
+SMALL_MACS = 1 << 18  # up to this many multiply-adds (and for a 2-D weight) one loop call beats
+#                       widening to float32 + BLAS + casting (three calls, ~5 us of overhead)
 
 _EMPTY_I32 = np.zeros(0, np.int32)
 _EMPTY_F32 = np.zeros(0, np.float32)
 
 
 def _widen_fast(q, zero_point):
-    """``_widen_f32`` for a scalar zero point in one pass (the per-call widening of activations)."""
+    """``_widen_f32`` for a scalar zero point (the per-call widening of activations)."""
     if zero_point is not None and np.size(zero_point) != 1:
         return _widen_f32(q, zero_point)
-    out = np.empty(q.shape, np.float32)
-    zp = np.float32(0 if zero_point is None else np.asarray(zero_point).reshape(-1)[0])
-    widen_loop(np.ascontiguousarray(q).reshape(-1), zp, out.reshape(-1))
-    return out
+    x = q.astype(np.float32)
+    if zero_point is not None:
+        x -= np.float32(np.asarray(zero_point).reshape(-1)[0])
+    return x
 
 
 def _requantize_fast(acc, bias, multiplier, y_zero_point, dtype, axis):
@@ -300,23 +344,30 @@ def MatMulInteger(A, B, a_zero_point=None, b_zero_point=None):
     """Fast MatMulInteger: exact float32 BLAS in chunks (see the module docstring)."""
     if A.dtype not in _INT8 or B.dtype not in _INT8 or A.ndim < 2 or B.ndim < 2:
         return MatMulInteger_reference(A, B, a_zero_point, b_zero_point)
-    acc = _matmul_integer(A, B, a_zero_point, b_zero_point)
+    acc = _matmul_integer(A, B, a_zero_point, b_zero_point, int_out=True)
     return acc if acc.dtype == np.int32 else acc.astype(np.int32)
 
 
-def _matmul_integer(A, B, a_zero_point, b_zero_point):
+def _matmul_integer(A, B, a_zero_point, b_zero_point, int_out=False):
     """(A - azp) @ (B - bzp), exact, as int32 or integer-valued float32; B's widening cached."""
     a_zp = None if a_zero_point is None else _row_zero_point(a_zero_point)
-    b, bmax = _prepared(B, ("widen", _key(b_zero_point)),
+    b, bmax = _prepared(B, "widen", (b_zero_point,),
                         lambda: (_widen_f32(B, b_zero_point), _bound(B.dtype, b_zero_point)))
     if a_zp is None or a_zp.size == 1:
-        a = _widen_fast(A, a_zp)  # [.., M, K]
         lo, hi = _LIMITS[A.dtype]
         z = 0 if a_zp is None else int(a_zp.reshape(-1)[0])
         amax = max(hi - z, z - lo)
     else:
-        a, amax = _widen_f32(A, a_zp), _bound(A.dtype, a_zero_point)
-    return _int_product(a, b, _chunk(amax, bmax))
+        amax = _bound(A.dtype, a_zero_point)
+    chunk = _chunk(amax, bmax)
+    if ((a_zp is None or a_zp.size == 1) and B.ndim == 2 and A.size * B.shape[1] <= SMALL_MACS
+            and A.shape[-1] <= 32768):  # |sum| < 2**31: the int32 output holds it
+        a2 = A.reshape(-1, A.shape[-1])
+        out = np.empty(A.shape[:-1] + (B.shape[1],), np.int32 if int_out else np.float32)
+        small_gemm(a2, np.float32(z), b, chunk, out.reshape(a2.shape[0], -1))
+        return out
+    a = _widen_fast(A, a_zp) if a_zp is None or a_zp.size == 1 else _widen_f32(A, a_zp)  # [.., M, K]
+    return _int_product(a, b, chunk)
 
 
 @kernel("ConvInteger", since=10)
@@ -334,13 +385,16 @@ def ConvInteger(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET"
 def _conv_integer(x, w, x_zero_point, w_zero_point, *, auto_pad, dilations, group, kernel_shape,
                   pads, strides):
     """The int32 conv of the fast path, or None where the reference must run."""
-    what = ("conv", x.dtype.str, x.shape, _key(x_zero_point), _key(w_zero_point), auto_pad, group,
-            _tuple(dilations), _tuple(kernel_shape), _tuple(pads), _tuple(strides))
-    prep = _prepared(w, what, lambda: _conv_prep(x, w, x_zero_point, w_zero_point, auto_pad,
-                                                 dilations, group, pads, strides))
-    if prep is False:
+    tag = ("conv", x.dtype.str, x.shape, auto_pad, group, _tuple(dilations), _tuple(kernel_shape),
+           _tuple(pads), _tuple(strides))
+    prep = _prepared(w, tag, (w_zero_point,), lambda: _conv_prep(x, w, w_zero_point, auto_pad,
+                                                                dilations, group, pads, strides))
+    if prep is False or (x_zero_point is not None and np.size(x_zero_point) != 1):
         return None
-    wf, st, begin, dl, out_shape, chunk, one_d = prep
+    wf, st, begin, dl, out_shape, bmax, one_d = prep
+    lo, hi = _LIMITS[x.dtype]
+    z = 0 if x_zero_point is None else int(np.asarray(x_zero_point).reshape(-1)[0])
+    chunk = _chunk(max(hi - z, z - lo), bmax)
     xs = x[:, :, None, :] if one_d else x
     xf = _widen_fast(xs, x_zero_point)  # x - x_zp: zero padding now means "pad with x_zero_point"
     y = _conv_exact(xf, wf, st, begin, dl, group, out_shape, chunk)
@@ -351,11 +405,10 @@ def _tuple(v):
     return None if v is None else tuple(v)
 
 
-def _conv_prep(x, w, x_zero_point, w_zero_point, auto_pad, dilations, group, pads, strides):
+def _conv_prep(x, w, w_zero_point, auto_pad, dilations, group, pads, strides):
     """ConvInteger's constant work for one input shape, or False where the reference must run."""
-    x_zp_scalar = x_zero_point is None or np.asarray(x_zero_point).size == 1
     if (x.ndim not in (3, 4) or x.dtype not in _INT8 or w.dtype not in _INT8 or x.shape[0] == 0
-            or w.ndim != x.ndim or x.shape[1] != w.shape[1] * group or not x_zp_scalar):
+            or w.ndim != x.ndim or x.shape[1] != w.shape[1] * group):
         return False
     one_d = x.ndim == 3
     ws_shape = (w.shape[0], w.shape[1], 1, w.shape[2]) if one_d else w.shape
@@ -371,9 +424,8 @@ def _conv_prep(x, w, x_zero_point, w_zero_point, auto_pad, dilations, group, pad
         w_zp = None if w_zero_point is None else _channel_zero_point(w_zero_point, len(ws_shape))
         return np.ascontiguousarray(_widen_f32(w.reshape(ws_shape), w_zp))
 
-    wf = _prepared(w, ("wf", _key(w_zero_point)), widen_w)
-    chunk = _chunk(_bound(x.dtype, x_zero_point), _bound(w.dtype, w_zero_point))
-    return wf, st, begin, dl, out_shape, chunk, one_d
+    wf = _prepared(w, "wf", (w_zero_point,), widen_w)
+    return wf, st, begin, dl, out_shape, _bound(w.dtype, w_zero_point), one_d
 
 
 def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
@@ -413,8 +465,7 @@ def QLinearConv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_z
         return QLinearConv_reference(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
                                      y_zero_point, B, **args)
 
-    prep = _prepared(w, ("qconv", _key(x_scale), _key(w_scale), _key(y_scale), _key(y_zero_point),
-                         _key(B), x.dtype.str),
+    prep = _prepared(w, ("qconv", x.dtype.str), (x_scale, w_scale, y_scale, y_zero_point, B),
                      lambda: _requant_prep(x_scale, w_scale, y_scale, y_zero_point, B, x.dtype))
     if prep is False:  # an unusual multiplier, bias or output type: the reference's requantization
         w_s = np.asarray(w_scale, dtype=np.float32)
@@ -492,18 +543,11 @@ def DynamicQuantizeLinear(x):
     """Fast DynamicQuantizeLinear for finite float32 x: one min/max pass, one quantize pass."""
     if x.dtype != np.float32 or x.size == 0:
         return DynamicQuantizeLinear_reference(x)
-    flat = np.ascontiguousarray(x).reshape(-1)
-    xmin, xmax, finite = min_max(flat)
-    if not finite:  # NaN / inf: the reference's own (odd) rules
-        return DynamicQuantizeLinear_reference(x)
-    # the reference's scalar arithmetic, verbatim
-    lo = np.float32(min(0.0, float(xmin)))
-    hi = np.float32(max(0.0, float(xmax)))
-    scale = np.float32((hi - lo) / np.float32(255)) if hi != lo else np.float32(1.0 / 255)
-    zero_point = _saturate(np.float32(0) - lo / scale, np.uint8)
     y = np.empty(x.shape, np.uint8)
-    quantize_u8_loop(flat, scale, np.float32(zero_point), y.reshape(-1))
-    return y, np.asarray(scale, dtype=x.dtype), np.asarray(zero_point)
+    scale, zero_point, ok = dynamic_quantize(np.ascontiguousarray(x).reshape(-1), y.reshape(-1))
+    if not ok:  # NaN / inf: the reference's own (odd) rules
+        return DynamicQuantizeLinear_reference(x)
+    return y, np.asarray(scale, dtype=np.float32), np.asarray(zero_point, dtype=np.uint8)
 
 
 @kernel("QGemm", since=1, domain="com.microsoft")
@@ -511,17 +555,20 @@ def QGemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0):
     """Fast QGemm: everything derived from the constant inputs prepared once (``_qgemm_prep``),
     then per call: widen A, one exact float32 BLAS product, one fused output pass (bit-exact)."""
-    what = ("qgemm", A.dtype.str, A.shape[1 - transA], transB, alpha, _key(a_scale), _key(a_zero_point),
-            _key(b_scale), _key(b_zero_point), _key(C), _key(y_scale), _key(y_zero_point))
-    prep = _prepared(B, what, lambda: _qgemm_prep(A, a_scale, a_zero_point, B, b_scale, b_zero_point,
+    tag = ("qgemm", A.dtype.str, A.ndim == 2 and A.shape[1 - transA], transA, transB, alpha)
+    prep = _prepared(B, tag, (a_scale, a_zero_point, b_scale, b_zero_point, C, y_scale, y_zero_point), lambda: _qgemm_prep(A, a_scale, a_zero_point, B, b_scale, b_zero_point,
                                                   C, y_scale, y_zero_point, alpha, transA, transB))
     if prep is False or A.ndim != 2:
         return QGemm_reference(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
                                y_zero_point, alpha=alpha, transA=transA, transB=transB)
     b, a_zp, chunk, bias, mult, zp, lo, hi, dtype = prep
-    a = _widen_fast(A.T if transA else A, a_zp)  # [M, K]
-    acc = _int_product(a, b, chunk)  # [M, N]
-    M, N = acc.shape
+    At = A.T if transA else A  # [M, K]
+    M, K, N = At.shape[0], At.shape[1], b.shape[1]
+    if M * K * N <= SMALL_MACS and K <= 32768:  # one loop call
+        acc = np.empty((M, N), np.int32)
+        small_gemm(At, np.float32(0 if a_zp is None else np.asarray(a_zp).reshape(-1)[0]), b, chunk, acc)
+    else:
+        acc = _int_product(_widen_fast(At, a_zp), b, chunk)  # [M, N]
     acc3 = acc.reshape(M, N, 1)
     if dtype is None:  # float output: float32(acc + C) * scale
         if bias.size:
