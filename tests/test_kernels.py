@@ -685,7 +685,12 @@ def test_lstm_kernel_matches_reference(cfg, peepholes, input_forget):
     rng, D, H, args, attrs = _recurrent_inputs(cfg, 4, cell_state=True)
     P = _rand(rng, (D, 3 * H)) if peepholes else None
     attrs["input_forget"] = int(input_forget)
-    _close_all(krec.LSTM(*args, P, **attrs), rrec.LSTM(*args, P, **attrs))
+    want = rrec.LSTM(*args, P, **attrs)
+    _close_all(krec.LSTM(*args, P, **attrs), want)
+    X, W, R, B, *rest = args  # read-only weights, as initializers are: prepared once, then cached
+    ro = (X, _readonly(W), _readonly(R), None if B is None else _readonly(B), *rest)
+    for _ in range(2):
+        _close_all(krec.LSTM(*ro, None if P is None else _readonly(P), **attrs), want)
 
 
 @SETTINGS
@@ -693,7 +698,12 @@ def test_lstm_kernel_matches_reference(cfg, peepholes, input_forget):
 def test_gru_kernel_matches_reference(cfg, linear_before_reset):
     _, _, _, args, attrs = _recurrent_inputs(cfg, 3)
     attrs["linear_before_reset"] = linear_before_reset
-    _close_all(krec.GRU(*args, **attrs), rrec.GRU(*args, **attrs))
+    want = rrec.GRU(*args, **attrs)
+    _close_all(krec.GRU(*args, **attrs), want)
+    X, W, R, B, *rest = args
+    ro = (X, _readonly(W), _readonly(R), None if B is None else _readonly(B), *rest)
+    for _ in range(2):
+        _close_all(krec.GRU(*ro, **attrs), want)
 
 
 def test_recurrent_kernels_fall_back_for_other_activations():

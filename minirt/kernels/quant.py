@@ -137,7 +137,7 @@ def _prepared(w, tag, params, make):
     key = id(w)
     entry = _CACHE.get(key)
     if entry is None or entry[0]() is not w:
-        entry = (weakref.ref(w, lambda _, key=key: _CACHE.pop(key, None)), {})
+        entry = (weakref.ref(w, lambda _, key=key, cache=_CACHE: cache.pop(key, None)), {})
         _CACHE[key] = entry
     table = entry[1]
     id_key = (tag, *map(id, params))

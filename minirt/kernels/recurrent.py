@@ -4,10 +4,13 @@ the time steps.
 The reference (``minirt.ops.recurrent``) runs a Python loop over time, and each step makes a
 dozen NumPy calls on [batch, hidden] arrays: on a small model that is all call overhead. Here:
 
-1. ``XW = X @ W^T + Wb`` for all ``seq * batch`` rows at once (one BLAS call per direction);
-2. ``_lstm_loops`` / ``_gru_loops`` walk the time steps (forward or reverse), one batch entry at
-   a time (entries are independent), adding ``h @ R^T`` and applying the gates with scalar
-   loops. A batch entry past its ``sequence_lens`` keeps its state frozen and outputs zeros
+1. ``XW = X @ W^T`` for all ``seq * batch`` rows and every direction at once (one BLAS call);
+2. ``_lstm_loops`` / ``_gru_loops`` (one call for all directions) walk the time steps (forward
+   or reverse), one batch entry at a time (entries are independent), adding the biases and
+   ``h @ R^T`` and applying the gates with scalar loops.
+
+W^T, R^T and the biases are laid out once per weight and cached (read-only initializers only:
+``minirt.kernels.quant._prepared`` says why that is safe). A batch entry past its ``sequence_lens`` keeps its state frozen and outputs zeros
    there; in reverse it starts at its own last step — as the reference does.
 
 Handled: both layouts, forward / reverse / bidirectional, sequence_lens, initial states, clip,
@@ -28,6 +31,7 @@ import numba
 import numpy as np
 
 from minirt.kernels.gemm import matmul
+from minirt.kernels.quant import _prepared
 from minirt.ops.recurrent import GRU as GRU_reference
 from minirt.ops.recurrent import LSTM as LSTM_reference
 from minirt.registry import kernel
@@ -35,8 +39,8 @@ from minirt.registry import kernel
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _sigmoid(x):
-    return 1 / (1 + np.exp(-x))
+def _sigmoid(x, one):
+    return one / (one + np.exp(-x))  # `one` of x's dtype: float32 stays float32
 
 
 def _clip(x, clip):
@@ -48,94 +52,109 @@ def _clip(x, clip):
     return x
 
 
-def _lstm_loops(xw, Rt, P, lengths, h0, c0, reverse, clip, input_forget, Y, h_out, c_out):
-    """One direction of LSTM over xw [seq, batch, 4H] = X W^T + Wb + Rb (gate order i, o, f, c).
+def _lstm_loops(xw, bias, Rt, P, lengths, h0, c0, reverse, clip, input_forget, one, Y, h_out, c_out):
+    """LSTM over xw [seq, batch, dirs*4H] = X W^T (gate order i, o, f, c per direction).
 
-    Rt: R^T [H, 4H]; P: peepholes [3H] (i, o, f); h0, c0 [batch, H] -> h_out, c_out;
-    Y [seq, batch, H] (zeros on entry)."""
-    seq, batch, H4 = xw.shape
-    H = H4 // 4
+    bias: Wb + Rb [dirs, 4H]; Rt: R^T [dirs, H, 4H]; P: peepholes [dirs, 3H] (i, o, f);
+    h0, c0 [dirs, batch, H] -> h_out, c_out; Y [seq, dirs, batch, H] (zeros on entry).
+    Direction d runs backwards when d == 1 or ``reverse``."""
+    seq, batch, _ = xw.shape
+    D, H, H4 = Rt.shape
     gates = np.empty(H4, xw.dtype)
-    for b in range(batch):
-        h = h0[b].copy()
-        c = c0[b].copy()
-        for step in range(seq):
-            t = seq - 1 - step if reverse else step
-            if t >= lengths[b]:
-                continue  # past this entry's end: state frozen, output zero
-            for j in range(H4):
-                gates[j] = xw[t, b, j]
-            for k in range(H):  # gates += h @ R^T
-                hk = h[k]
+    h = np.empty(H, xw.dtype)
+    c = np.empty(H, xw.dtype)
+    for d in range(D):
+        back = reverse or d == 1
+        off = d * H4
+        for b in range(batch):
+            for j in range(H):
+                h[j] = h0[d, b, j]
+                c[j] = c0[d, b, j]
+            for step in range(seq):
+                t = seq - 1 - step if back else step
+                if t >= lengths[b]:
+                    continue  # past this entry's end: state frozen, output zero
                 for j in range(H4):
-                    gates[j] += hk * Rt[k, j]
+                    gates[j] = xw[t, b, off + j] + bias[d, j]
+                for k in range(H):  # gates += h @ R^T
+                    hk = h[k]
+                    for j in range(H4):
+                        gates[j] += hk * Rt[d, k, j]
+                for j in range(H):
+                    i = _sigmoid(_clip(gates[j] + P[d, j] * c[j], clip), one)
+                    if input_forget:
+                        f = one - i
+                    else:
+                        f = _sigmoid(_clip(gates[2 * H + j] + P[d, 2 * H + j] * c[j], clip), one)
+                    c_tilde = np.tanh(_clip(gates[3 * H + j], clip))
+                    c_new = f * c[j] + i * c_tilde
+                    o = _sigmoid(_clip(gates[H + j] + P[d, H + j] * c_new, clip), one)
+                    c[j] = c_new
+                    h[j] = o * np.tanh(c_new)  # the old h is no longer needed: gates are done
+                for j in range(H):
+                    Y[t, d, b, j] = h[j]
             for j in range(H):
-                i = _sigmoid(_clip(gates[j] + P[j] * c[j], clip))
-                if input_forget:
-                    f = 1 - i
-                else:
-                    f = _sigmoid(_clip(gates[2 * H + j] + P[2 * H + j] * c[j], clip))
-                c_tilde = np.tanh(_clip(gates[3 * H + j], clip))
-                c_new = f * c[j] + i * c_tilde
-                o = _sigmoid(_clip(gates[H + j] + P[H + j] * c_new, clip))
-                c[j] = c_new
-                h[j] = o * np.tanh(c_new)  # h's old values are no longer needed: gates are done
-            for j in range(H):
-                Y[t, b, j] = h[j]
-        h_out[b] = h
-        c_out[b] = c
+                h_out[d, b, j] = h[j]
+                c_out[d, b, j] = c[j]
 
 
-def _gru_loops(xw, Rt, Rb, h0, lengths, reverse, clip, linear_before_reset, Y, h_out):
-    """One direction of GRU over xw [seq, batch, 3H] = X W^T + Wb (gate order z, r, h).
+def _gru_loops(xw, Wb, Rb, Rt, lengths, h0, reverse, clip, linear_before_reset, one, Y, h_out):
+    """GRU over xw [seq, batch, dirs*3H] = X W^T (gate order z, r, h per direction).
 
-    Rt: R^T [H, 3H]; Rb [3H]; h0 [batch, H] -> h_out; Y [seq, batch, H] (zeros on entry)."""
-    seq, batch, H3 = xw.shape
-    H = H3 // 3
+    Wb, Rb [dirs, 3H]; Rt: R^T [dirs, H, 3H]; h0 [dirs, batch, H] -> h_out;
+    Y [seq, dirs, batch, H] (zeros on entry)."""
+    seq, batch, _ = xw.shape
+    D, H, H3 = Rt.shape
     zr = np.empty(2 * H, xw.dtype)
     hr = np.empty(H, xw.dtype)
     rh = np.empty(H, xw.dtype)
-    for b in range(batch):
-        h = h0[b].copy()
-        for step in range(seq):
-            t = seq - 1 - step if reverse else step
-            if t >= lengths[b]:
-                continue
-            for j in range(2 * H):  # z, r: f(Xt W^T + Ht-1 R^T + Wb + Rb)
-                zr[j] = xw[t, b, j] + Rb[j]
-            for k in range(H):
-                hk = h[k]
-                for j in range(2 * H):
-                    zr[j] += hk * Rt[k, j]
-            for j in range(2 * H):
-                zr[j] = _sigmoid(_clip(zr[j], clip))
-            if linear_before_reset:  # ht = g(Xt Wh^T + rt (.) (Ht-1 Rh^T + Rbh) + Wbh)
-                for j in range(H):
-                    hr[j] = Rb[2 * H + j]
+    h = np.empty(H, xw.dtype)
+    for d in range(D):
+        back = reverse or d == 1
+        off = d * H3
+        for b in range(batch):
+            for j in range(H):
+                h[j] = h0[d, b, j]
+            for step in range(seq):
+                t = seq - 1 - step if back else step
+                if t >= lengths[b]:
+                    continue
+                for j in range(2 * H):  # z, r: f(Xt W^T + Ht-1 R^T + Wb + Rb)
+                    zr[j] = xw[t, b, off + j] + Wb[d, j] + Rb[d, j]
                 for k in range(H):
                     hk = h[k]
+                    for j in range(2 * H):
+                        zr[j] += hk * Rt[d, k, j]
+                for j in range(2 * H):
+                    zr[j] = _sigmoid(_clip(zr[j], clip), one)
+                if linear_before_reset:  # ht = g(Xt Wh^T + rt (.) (Ht-1 Rh^T + Rbh) + Wbh)
                     for j in range(H):
-                        hr[j] += hk * Rt[k, 2 * H + j]
-                for j in range(H):
-                    hr[j] = xw[t, b, 2 * H + j] + zr[H + j] * hr[j]
-            else:  # ht = g(Xt Wh^T + (rt (.) Ht-1) Rh^T + Rbh + Wbh)
-                for k in range(H):
-                    rh[k] = zr[H + k] * h[k]
-                for j in range(H):
-                    hr[j] = 0
-                for k in range(H):
-                    rk = rh[k]
+                        hr[j] = Rb[d, 2 * H + j]
+                    for k in range(H):
+                        hk = h[k]
+                        for j in range(H):
+                            hr[j] += hk * Rt[d, k, 2 * H + j]
                     for j in range(H):
-                        hr[j] += rk * Rt[k, 2 * H + j]
+                        hr[j] = xw[t, b, off + 2 * H + j] + Wb[d, 2 * H + j] + zr[H + j] * hr[j]
+                else:  # ht = g(Xt Wh^T + (rt (.) Ht-1) Rh^T + Rbh + Wbh)
+                    for k in range(H):
+                        rh[k] = zr[H + k] * h[k]
+                    for j in range(H):
+                        hr[j] = 0
+                    for k in range(H):
+                        rk = rh[k]
+                        for j in range(H):
+                            hr[j] += rk * Rt[d, k, 2 * H + j]
+                    for j in range(H):
+                        hr[j] = xw[t, b, off + 2 * H + j] + Wb[d, 2 * H + j] + hr[j] + Rb[d, 2 * H + j]
+                for j in range(H):  # Ht = (1 - zt) (.) ht + zt (.) Ht-1
+                    h_tilde = np.tanh(_clip(hr[j], clip))
+                    z = zr[j]
+                    h[j] = (one - z) * h_tilde + z * h[j]
                 for j in range(H):
-                    hr[j] = xw[t, b, 2 * H + j] + hr[j] + Rb[2 * H + j]
-            for j in range(H):  # Ht = (1 - zt) (.) ht + zt (.) Ht-1
-                h_tilde = np.tanh(_clip(hr[j], clip))
-                z = zr[j]
-                h[j] = (1 - z) * h_tilde + z * h[j]
+                    Y[t, d, b, j] = h[j]
             for j in range(H):
-                Y[t, b, j] = h[j]
-        h_out[b] = h
+                h_out[d, b, j] = h[j]
 
 
 _sigmoid = numba.njit(cache=True, inline="always")(_sigmoid)
@@ -150,17 +169,26 @@ def _default_activations(activations, defaults, num_directions):
     return names == list(defaults) or names == list(defaults) * num_directions
 
 
-def _prepare(X, W, R, B, initial_states, sequence_lens, layout, extra=()):
-    """Common checks and layout: (X [seq, batch, input], states [dirs, batch, H], lengths) or None."""
+def _prepare(X, W, R, B, initial_states, sequence_lens, layout, gates, P=None):
+    """Common checks and layout: (X [seq, batch, input], states [dirs, batch, H], lengths), or
+    None for the reference (which raises its own errors). The shapes are checked here: the
+    loops do not check their indices."""
     dtype = X.dtype
     if dtype not in _FLOATS or X.ndim != 3 or W.ndim != 3 or R.ndim != 3:
         return None
-    if any(a is not None and a.dtype != dtype for a in (W, R, B, *initial_states, *extra)):
+    if any(a is not None and a.dtype != dtype for a in (W, R, B, P, *initial_states)):
+        return None
+    D, H = W.shape[0], R.shape[-1]
+    if (W.shape[1] != gates * H or R.shape != (D, gates * H, H) or W.shape[2] != X.shape[2]
+            or (B is not None and B.shape != (D, 2 * gates * H))
+            or (P is not None and P.shape != (D, 3 * H))):
         return None
     if layout == 1:
         X = X.swapaxes(0, 1)
         initial_states = [None if s is None else s.swapaxes(0, 1) for s in initial_states]
     seq, batch = X.shape[:2]
+    if any(s is not None and s.shape != (D, batch, H) for s in initial_states):
+        return None
     if sequence_lens is None:
         lengths = np.full(batch, seq, dtype=np.int64)
     else:
@@ -170,19 +198,38 @@ def _prepare(X, W, R, B, initial_states, sequence_lens, layout, extra=()):
     return X, initial_states, lengths
 
 
-def _input_projection(X, W_d, bias):
-    """X [seq, batch, input] @ W_d^T + bias -> [seq, batch, gates*H] (one GEMM)."""
+def _weights(W, R, B, P, gates):
+    """The per-weight work, cached for read-only weights (minirt.kernels.quant._prepared):
+    W^T of every direction side by side [input, dirs*G*H], R^T [dirs, H, G*H], Wb and Rb
+    [dirs, G*H], peepholes [dirs, 3H]."""
+
+    def make():
+        D, GH, n_in = W.shape
+        dtype = W.dtype
+        Wt = np.ascontiguousarray(W.reshape(D * GH, n_in).T)
+        Rt = np.ascontiguousarray(R.transpose(0, 2, 1))
+        Bz = np.zeros((D, 2 * GH), dtype) if B is None else B
+        Wb, Rb = np.ascontiguousarray(Bz[:, :GH]), np.ascontiguousarray(Bz[:, GH:])
+        Pp = np.zeros((D, 3 * (GH // gates)), dtype) if P is None else np.ascontiguousarray(P)
+        return Wt, Rt, Wb, Rb, Pp
+
+    return _prepared(W, ("recurrent", gates), (R, B, P), make)
+
+
+def _input_projection(X, Wt):
+    """X [seq, batch, input] @ W^T of every direction -> [seq, batch, dirs*G*H] (one GEMM)."""
     seq, batch, n_in = X.shape
-    xw = matmul(np.ascontiguousarray(X).reshape(seq * batch, n_in), np.ascontiguousarray(W_d.T))
-    xw += bias
-    return xw.reshape(seq, batch, -1)
+    return matmul(np.ascontiguousarray(X).reshape(seq * batch, n_in), Wt).reshape(seq, batch, -1)
 
 
-def _outputs(Ys, states, layout):
-    Y = np.stack(Ys, axis=1)  # [seq, dirs, batch, H]
+def _outputs(Y, states, layout):
     if layout == 1:
         return (Y.transpose(2, 0, 1, 3), *[s.swapaxes(0, 1) for s in states])
     return (Y, *states)
+
+
+def _state(s, shape, dtype):
+    return np.zeros(shape, dtype) if s is None else np.ascontiguousarray(s)
 
 
 @kernel("LSTM", since=7)
@@ -195,7 +242,7 @@ def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=
     prep = None
     if _default_activations(activations, ("sigmoid", "tanh", "tanh"), num_directions) \
             and W.shape[0] == num_directions:
-        prep = _prepare(X, W, R, B, [initial_h, initial_c], sequence_lens, layout, extra=(P,))
+        prep = _prepare(X, W, R, B, [initial_h, initial_c], sequence_lens, layout, 4, P)
     if prep is None:
         return LSTM_reference(X, W, R, B, sequence_lens, initial_h, initial_c, P,
                               activation_alpha=activation_alpha, activation_beta=activation_beta,
@@ -204,21 +251,15 @@ def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=
     X, (h0, c0), lengths = prep
     dtype, H = X.dtype, R.shape[-1]
     seq, batch = X.shape[:2]
-    zeros = np.zeros((num_directions, batch, H), dtype)
-    h0 = zeros if h0 is None else h0
-    c0 = zeros if c0 is None else c0
-    clip_v = dtype.type(np.inf if clip is None else clip)
-    Ys, hs, cs = [], np.empty((num_directions, batch, H), dtype), np.empty((num_directions, batch, H), dtype)
-    for d in range(num_directions):
-        bias = np.zeros(4 * H, dtype) if B is None else B[d, :4 * H] + B[d, 4 * H:]  # Wb + Rb
-        xw = _input_projection(X, W[d], bias)
-        Pd = np.zeros(3 * H, dtype) if P is None else np.ascontiguousarray(P[d])
-        Y = np.zeros((seq, batch, H), dtype)
-        lstm_loops(xw, np.ascontiguousarray(R[d].T), Pd, lengths, np.ascontiguousarray(h0[d]),
-                   np.ascontiguousarray(c0[d]), direction == "reverse" or d == 1, clip_v,
-                   bool(input_forget), Y, hs[d], cs[d])
-        Ys.append(Y)
-    return _outputs(Ys, [hs, cs], layout)
+    Wt, Rt, Wb, Rb, Pp = _weights(W, R, B, P, 4)
+    xw = _input_projection(X, Wt)
+    shape = (num_directions, batch, H)
+    Y = np.zeros((seq, num_directions, batch, H), dtype)
+    h_out, c_out = np.empty(shape, dtype), np.empty(shape, dtype)
+    lstm_loops(xw, Wb + Rb, Rt, Pp, lengths, _state(h0, shape, dtype), _state(c0, shape, dtype),
+               direction == "reverse", dtype.type(np.inf if clip is None else clip),
+               bool(input_forget), dtype.type(1), Y, h_out, c_out)
+    return _outputs(Y, [h_out, c_out], layout)
 
 
 @kernel("GRU", since=7)
@@ -231,7 +272,7 @@ def GRU(X, W, R, B=None, sequence_lens=None, initial_h=None, *,
     prep = None
     if _default_activations(activations, ("sigmoid", "tanh"), num_directions) \
             and W.shape[0] == num_directions:
-        prep = _prepare(X, W, R, B, [initial_h], sequence_lens, layout)
+        prep = _prepare(X, W, R, B, [initial_h], sequence_lens, layout, 3)
     if prep is None:
         return GRU_reference(X, W, R, B, sequence_lens, initial_h,
                              activation_alpha=activation_alpha, activation_beta=activation_beta,
@@ -241,15 +282,12 @@ def GRU(X, W, R, B=None, sequence_lens=None, initial_h=None, *,
     X, (h0,), lengths = prep
     dtype, H = X.dtype, R.shape[-1]
     seq, batch = X.shape[:2]
-    h0 = np.zeros((num_directions, batch, H), dtype) if h0 is None else h0
-    clip_v = dtype.type(np.inf if clip is None else clip)
-    Ys, hs = [], np.empty((num_directions, batch, H), dtype)
-    for d in range(num_directions):
-        Wb = np.zeros(3 * H, dtype) if B is None else B[d, :3 * H]
-        Rb = np.zeros(3 * H, dtype) if B is None else np.ascontiguousarray(B[d, 3 * H:])
-        xw = _input_projection(X, W[d], Wb)
-        Y = np.zeros((seq, batch, H), dtype)
-        gru_loops(xw, np.ascontiguousarray(R[d].T), Rb, np.ascontiguousarray(h0[d]), lengths,
-                  direction == "reverse" or d == 1, clip_v, bool(linear_before_reset), Y, hs[d])
-        Ys.append(Y)
-    return _outputs(Ys, [hs], layout)
+    Wt, Rt, Wb, Rb, _ = _weights(W, R, B, None, 3)
+    xw = _input_projection(X, Wt)
+    shape = (num_directions, batch, H)
+    Y = np.zeros((seq, num_directions, batch, H), dtype)
+    h_out = np.empty(shape, dtype)
+    gru_loops(xw, Wb, Rb, Rt, lengths, _state(h0, shape, dtype), direction == "reverse",
+              dtype.type(np.inf if clip is None else clip), bool(linear_before_reset),
+              dtype.type(1), Y, h_out)
+    return _outputs(Y, [h_out], layout)
