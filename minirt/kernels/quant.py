@@ -249,29 +249,53 @@ def _widen_loop(q, zp, out):
         out[i] = np.float32(q[i]) - zp
 
 
-def _small_gemm(a, a_zp, b, chunk, out):
+def _small_gemm(a, a_zp, b, chunk, scale, bias, out):
     """out [M, N] = (a [M, K] - a_zp) @ b [K, N], for a small product in one call: a 8-bit,
     b the widened weight as float32. Exact: float32 sums over at most ``chunk`` terms are
     integers below 2**24 (module docstring), and the chunks are added in float64 (exact far
-    beyond int32). out: int32 or float32."""
+    beyond int32). Rows go four at a time (each load of b serves four rows).
+
+    out: int32 or float32. With a non-empty ``scale`` (float32 [1] or [N]) out is
+    MatMulIntegerToFloat's float32(acc) * scale (+ bias [N]): the reference's float32 operations."""
     M, K = a.shape
     N = b.shape[1]
-    part = np.empty(N, np.float32)
-    total = np.empty(N, np.float64)
-    for m in range(M):
-        for n in range(N):
-            total[n] = 0
+    part = np.empty((4, N), np.float32)
+    total = np.empty((4, N), np.float64)
+    for m0 in range(0, M, 4):
+        rows = min(4, M - m0)
+        total[:, :] = 0
         for k0 in range(0, K, chunk):
-            for n in range(N):
-                part[n] = 0
+            part[:, :] = 0
             for k in range(k0, min(k0 + chunk, K)):
-                v = np.float32(a[m, k]) - a_zp
+                if rows == 4:
+                    v0 = np.float32(a[m0, k]) - a_zp
+                    v1 = np.float32(a[m0 + 1, k]) - a_zp
+                    v2 = np.float32(a[m0 + 2, k]) - a_zp
+                    v3 = np.float32(a[m0 + 3, k]) - a_zp
+                    for n in range(N):
+                        bn = b[k, n]
+                        part[0, n] += v0 * bn
+                        part[1, n] += v1 * bn
+                        part[2, n] += v2 * bn
+                        part[3, n] += v3 * bn
+                else:
+                    for r in range(rows):
+                        v = np.float32(a[m0 + r, k]) - a_zp
+                        for n in range(N):
+                            part[r, n] += v * b[k, n]
+            for r in range(rows):
                 for n in range(N):
-                    part[n] += v * b[k, n]
-            for n in range(N):
-                total[n] += part[n]
-        for n in range(N):
-            out[m, n] = total[n]
+                    total[r, n] += part[r, n]
+        for r in range(rows):
+            if scale.shape[0] == 0:
+                for n in range(N):
+                    out[m0 + r, n] = total[r, n]
+            else:
+                for n in range(N):
+                    v = np.float32(total[r, n]) * scale[n if scale.shape[0] > 1 else 0]
+                    if bias.shape[0] > 0:
+                        v = v + bias[n]
+                    out[m0 + r, n] = v
 
 
 requant_loops = numba.njit(cache=True)(_requant_loops)
@@ -348,8 +372,11 @@ def MatMulInteger(A, B, a_zero_point=None, b_zero_point=None):
     return acc if acc.dtype == np.int32 else acc.astype(np.int32)
 
 
-def _matmul_integer(A, B, a_zero_point, b_zero_point, int_out=False):
-    """(A - azp) @ (B - bzp), exact, as int32 or integer-valued float32; B's widening cached."""
+def _matmul_integer(A, B, a_zero_point, b_zero_point, int_out=False, scale=None, bias=None):
+    """(A - azp) @ (B - bzp), exact, as int32 or integer-valued float32; B's widening cached.
+
+    With ``scale`` (and ``bias``): returns (y, True) when the small loop applied
+    MatMulIntegerToFloat's epilogue already, else (acc, False)."""
     a_zp = None if a_zero_point is None else _row_zero_point(a_zero_point)
     b, bmax = _prepared(B, "widen", (b_zero_point,),
                         lambda: (_widen_f32(B, b_zero_point), _bound(B.dtype, b_zero_point)))
@@ -364,10 +391,12 @@ def _matmul_integer(A, B, a_zero_point, b_zero_point, int_out=False):
             and A.shape[-1] <= 32768):  # |sum| < 2**31: the int32 output holds it
         a2 = A.reshape(-1, A.shape[-1])
         out = np.empty(A.shape[:-1] + (B.shape[1],), np.int32 if int_out else np.float32)
-        small_gemm(a2, np.float32(z), b, chunk, out.reshape(a2.shape[0], -1))
-        return out
+        small_gemm(a2, np.float32(z), b, chunk, _EMPTY_F32 if scale is None else scale,
+                   _EMPTY_F32 if bias is None else bias, out.reshape(a2.shape[0], -1))
+        return out if scale is None else (out, True)
     a = _widen_fast(A, a_zp) if a_zp is None or a_zp.size == 1 else _widen_f32(A, a_zp)  # [.., M, K]
-    return _int_product(a, b, chunk)
+    acc = _int_product(a, b, chunk)
+    return acc if scale is None else (acc, False)
 
 
 @kernel("ConvInteger", since=10)
@@ -379,7 +408,7 @@ def ConvInteger(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET"
     y = _conv_integer(x, w, x_zero_point, w_zero_point, **args)
     if y is None:
         return ConvInteger_reference(x, w, x_zero_point, w_zero_point, **args)
-    return y
+    return y if y.dtype == np.int32 else y.astype(np.int32)  # integer-valued float32: exact
 
 
 def _conv_integer(x, w, x_zero_point, w_zero_point, *, auto_pad, dilations, group, kernel_shape,
@@ -429,17 +458,17 @@ def _conv_prep(x, w, w_zero_point, auto_pad, dilations, group, pads, strides):
 
 
 def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
-    """int32 conv of integer-valued float32 x [N, C, H, W] and w [M, C/G, kh, kw]."""
+    """The conv of integer-valued float32 x [N, C, H, W] and w [M, C/G, kh, kw], exact: as
+    integer-valued float32 when every dot product fits one chunk (no int32 copy), else int32."""
     N, C, H, W = x.shape
     M, Cg, kh, kw = w.shape
     (oh, ow), (sh, sw), (dh, dw), (ph, pw) = out_shape, strides, dilations, pads[:2]
     G, L, K = group, oh * ow, Cg * kh * kw
-    y = np.empty((N, M, oh, ow), dtype=np.int32)
     if G == C and Cg == 1 and G > 1 and K <= chunk:  # depthwise: float32 loops, exact (K <= chunk)
         yf = np.empty((N, M, oh, ow), dtype=np.float32)
         depthwise_loops(x, w, np.zeros(M, np.float32), yf, sh, sw, ph, pw, dh, dw)
-        np.copyto(y, yf, casting="unsafe")
-        return y
+        return yf
+    y = np.empty((N, M, oh, ow), dtype=np.float32 if K <= chunk else np.int32)
     wg = w.reshape(G, M // G, K)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K]
     pointwise = kh == kw == 1 and sh == sw == 1 and not any(pads)
     cols = None if pointwise else np.empty((C * kh * kw, L), dtype=np.float32)
@@ -449,7 +478,10 @@ def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
         else:
             im2col(x[n], cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)  # [C, H, W] -> [C*K, L]
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L], exact, into y[n]
-        _gemm_exact(wg, cols.reshape(G, K, L), chunk, out=y[n].reshape(G, M // G, L))
+        if K <= chunk:
+            matmul(wg, cols.reshape(G, K, L), out=y[n].reshape(G, M // G, L))
+        else:
+            _gemm_exact(wg, cols.reshape(G, K, L), chunk, out=y[n].reshape(G, M // G, L))
     return y
 
 
@@ -468,6 +500,7 @@ def QLinearConv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_z
     prep = _prepared(w, ("qconv", x.dtype.str), (x_scale, w_scale, y_scale, y_zero_point, B),
                      lambda: _requant_prep(x_scale, w_scale, y_scale, y_zero_point, B, x.dtype))
     if prep is False:  # an unusual multiplier, bias or output type: the reference's requantization
+        acc = acc.astype(np.int32, copy=False)
         w_s = np.asarray(w_scale, dtype=np.float32)
         spatial = (1,) * (x.ndim - 2)
         if B is not None:
@@ -566,7 +599,8 @@ def QGemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     M, K, N = At.shape[0], At.shape[1], b.shape[1]
     if M * K * N <= SMALL_MACS and K <= 32768:  # one loop call
         acc = np.empty((M, N), np.int32)
-        small_gemm(At, np.float32(0 if a_zp is None else np.asarray(a_zp).reshape(-1)[0]), b, chunk, acc)
+        small_gemm(At, np.float32(0 if a_zp is None else np.asarray(a_zp).reshape(-1)[0]), b, chunk,
+                   _EMPTY_F32, _EMPTY_F32, acc)
     else:
         acc = _int_product(_widen_fast(At, a_zp), b, chunk)  # [M, N]
     acc3 = acc.reshape(M, N, 1)
@@ -620,12 +654,14 @@ def MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point=None, b_zero_point
             or a_s.dtype != np.float32 or b_s.dtype != np.float32 or a_s.size != 1
             or (bias is not None and (bias.dtype != np.float32 or bias.ndim != 1))):
         return MatMulIntegerToFloat_reference(A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
-    acc = _matmul_integer(A, B, a_zero_point, b_zero_point)  # [.., M, N]
-    N = acc.shape[-1]
+    N = B.shape[-1]
     scale = (a_s * b_s).reshape(-1)
     if scale.size not in (1, N) or (bias is not None and bias.size not in (1, N)):
         return MatMulIntegerToFloat_reference(A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
     b = _EMPTY_F32 if bias is None else np.ascontiguousarray(np.broadcast_to(bias, (N,)))
+    acc, done = _matmul_integer(A, B, a_zero_point, b_zero_point, scale=scale, bias=b)  # [.., M, N]
+    if done:  # the small loop applied scale and bias
+        return acc
     out = np.empty(acc.shape, np.float32)
     P = acc.size // max(N, 1)
     scale_loops(np.ascontiguousarray(acc).reshape(P, N, 1), scale, b, out.reshape(P, N, 1))
