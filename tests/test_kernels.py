@@ -190,7 +190,8 @@ def test_gemm_own_threads_back_off_when_starved(monkeypatch):
     if not blas or blas.get_num_threads() < 2:
         pytest.skip("needs OpenBLAS with 2 threads or more")
     rng = np.random.default_rng(0)
-    a, b = _rand(rng, (64, 64), np.float32), _rand(rng, (64, 4096), np.float32)
+    a, b = _rand(rng, (64, 128), np.float32), _rand(rng, (128, 4096), np.float32)  # 67 MFLOP
+    assert 2 * 64 * 128 * 4096 >= kgemm.OWN_MIN_FLOPS
     monkeypatch.setattr(kgemm, "_own_after", 0.0)
     monkeypatch.setattr(kgemm, "_backoff", kgemm.BACKOFF_S[0])
     monkeypatch.setattr(kgemm.time, "thread_time", lambda: 0.0)  # no CPU: a starved call
@@ -199,6 +200,13 @@ def test_gemm_own_threads_back_off_when_starved(monkeypatch):
     assert kgemm._backoff == 2 * kgemm.BACKOFF_S[0]
     _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)  # the pieces
     assert blas.get_num_threads() >= 2
+    # a call much slower than the fastest of its shape (faked: 1 ns) backs off too
+    monkeypatch.undo()
+    monkeypatch.setattr(kgemm, "_own_after", 0.0)
+    monkeypatch.setattr(kgemm, "_backoff", kgemm.BACKOFF_S[0])
+    monkeypatch.setattr(kgemm, "_fastest", {(a.shape, b.shape): 1e-9})
+    _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)
+    assert kgemm._own_after > kgemm.time.perf_counter() and kgemm._fastest[(a.shape, b.shape)] == 1e-9
 
 
 def test_gemm_restores_blas_threads_and_raises_piece_errors():

@@ -16,13 +16,15 @@ onnxruntime (whose thread pool lets the caller do the work nobody picked up). So
 - a matrix-vector-like product (fewer than ``MIN_OTHER`` rows or columns: a fully connected
   layer at batch 1) keeps OpenBLAS's own threads — it is memory-bound, and OpenBLAS's gemv path
   would round the columns of different pieces differently;
-- a bigger one runs on **OpenBLAS's own threads while they get the cores**: each such call
+- a big one (``OWN_MIN_FLOPS``, 50 MFLOP) runs on **OpenBLAS's own threads while they get the cores**: each such call
   reads the wall clock and the calling thread's CPU clock before and after (~1 us each).
   OpenBLAS's caller computes its share, then spins until the helper threads are done, so on
   cores of its own it is on the CPU the whole call; if it got less than ``HEALTHY_CPU`` of the
   wall time, it was descheduled or yielded to another process (others share the machine), and
   the next ``_backoff`` seconds use the pieces below instead (1 s, doubling to 16 s while it
-  goes on, back to 1 s after a call that kept its core). Measured on 2 cores, a 64x576x3136
+  goes on, halved again by each call that kept its core). A call more than ``SLOW_FACTOR`` x
+  slower than the fastest of its shape counts as starved too: with one other busy process, the
+  caller keeps its core (spinning) while OpenBLAS's helper shares the other one. Measured on 2 cores, a 64x576x3136
   product: the ratio is >= 0.88 in every call on a quiet machine; with one or two busy
   processes beside it, 20-30% of the calls fall below 0.8, and those take 28-40 ms instead of
   1.3. On a quiet machine OpenBLAS's own split is 25-50% faster than the pieces (it packs the
@@ -53,9 +55,13 @@ CHUNKS_PER_THREAD = 1  # one piece each (an idle helper's piece is taken by the 
 MIN_PIECE = 32  # columns (or rows) per piece at least: BLAS is slow on thin slices
 MIN_OTHER = 16  # rows (or columns) the pieces must keep: fewer is a matrix-vector product
 HEALTHY_CPU = 0.8  # the calling thread's CPU time / wall time of an own-threaded call, at least
+OWN_MIN_FLOPS = 5e7  # OpenBLAS's own threads from here (ResNet-50's conv GEMMs: 100-230 MFLOP);
+#                     smaller products (DenseNet's many 14x14 and 7x7 convs) keep the pieces
+SLOW_FACTOR = 1.6  # ... and its wall time at most this times the fastest seen for that shape
 BACKOFF_S = (1.0, 16.0)  # pieces for this long after a starved call, doubling up to the second
 
 _own_after = 0.0  # perf_counter time before which the pieces run instead of OpenBLAS's threads
+_fastest: dict = {}  # (a.shape, b.shape) -> the fastest own-threaded wall time seen, seconds
 _backoff = BACKOFF_S[0]
 
 _blas = None  # the OpenBLAS threadpoolctl controller, found on first use (False: not OpenBLAS)
@@ -156,7 +162,7 @@ def matmul(a, b, out=None):
         # a matrix-vector-like product (a fully connected layer at batch 1): OpenBLAS's own
         # threads, as they split it (its gemv path rounds differently on pieces of other widths)
         return np.matmul(a, b, out=out)
-    if threads > 1 and flops >= SPLIT_MIN_FLOPS and n_pieces >= 2 and time.perf_counter() >= _own_after:
+    if threads > 1 and flops >= OWN_MIN_FLOPS and n_pieces >= 2 and time.perf_counter() >= _own_after:
         return _own_threads(a, b, out)
     if threads > 1:
         blas.set_num_threads(1)  # every BLAS call below runs on the thread that makes it
@@ -179,14 +185,20 @@ def matmul(a, b, out=None):
 
 def _own_threads(a, b, out):
     """``np.matmul`` on OpenBLAS's own threads; a call during which the calling thread lost its
-    core switches the next products to the pieces for a while."""
+    core, or that took much longer than the fastest of its shape, switches the next products to
+    the pieces for a while."""
     global _own_after, _backoff
     wall, cpu = time.perf_counter(), time.thread_time()
     np.matmul(a, b, out=out)
     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-    if cpu < HEALTHY_CPU * wall:  # descheduled, or yielded to another process: a busy machine
+    key = (a.shape, b.shape)
+    fastest = _fastest.get(key, wall)
+    _fastest[key] = min(fastest, wall)
+    # descheduled or yielded to another process (a stall), or a helper thread sharing its core
+    # with another job (the caller keeps spinning on its own core; the call is ~2x slower)
+    if cpu < HEALTHY_CPU * wall or wall > SLOW_FACTOR * fastest:
         _own_after = time.perf_counter() + _backoff
         _backoff = min(2 * _backoff, BACKOFF_S[1])
-    else:
-        _backoff = BACKOFF_S[0]
+    else:  # a good call: a shorter back-off next time (not at once: loads come and go)
+        _backoff = max(BACKOFF_S[0], _backoff / 2)
     return out
