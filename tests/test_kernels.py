@@ -592,6 +592,9 @@ def test_quantize_linear_is_exact(values, scale, dtype, seed):
     got, want = kquant.QuantizeLinear(*args), rquant.QuantizeLinear(*args)
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+    cached = (x, _readonly(np.float32(scale)), _readonly(args[2]))  # as initializers: prepared once
+    for _ in range(2):
+        np.testing.assert_array_equal(kquant.QuantizeLinear(*cached), want)
 
 
 @SETTINGS

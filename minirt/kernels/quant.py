@@ -132,8 +132,8 @@ def _prepared(w, tag, params, make):
     other object can take those ids: a hit means the very same objects. Only immutable params are
     cached that way; a writeable one (a scale computed at run time) means ``make()`` every call,
     as does a writeable ``w``."""
-    if not _immutable(w):
-        return make()
+    if not isinstance(w, np.ndarray) or not _immutable(w):
+        return make()  # a NumPy scalar takes no weak reference; a writeable array may change
     key = id(w)
     entry = _CACHE.get(key)
     if entry is None or entry[0]() is not w:
@@ -557,18 +557,28 @@ def QLinearMatMul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y
 def QuantizeLinear(x, y_scale, y_zero_point=None, *, axis=1, saturate=1, block_size=0,
                    output_dtype=0, precision=0):
     """Fast QuantizeLinear for float32 x, one float32 scale, an int8/uint8 zero point: one pass."""
-    dtype = None if y_zero_point is None else np.asarray(y_zero_point).dtype
-    scale = np.asarray(y_scale)
-    if (dtype not in _INT8 or x.dtype != np.float32 or scale.dtype != np.float32 or scale.size != 1
-            or np.size(y_zero_point) != 1 or precision or block_size):
+    prep = False
+    if x.dtype == np.float32 and not (precision or block_size):
+        prep = _prepared(y_scale, "quantize", (y_zero_point,), lambda: _quantize_prep(y_scale, y_zero_point))
+    if prep is False:
         return QuantizeLinear_reference(x, y_scale, y_zero_point, axis=axis, saturate=saturate,
                                         block_size=block_size, output_dtype=output_dtype,
                                         precision=precision)
+    scale, zp, lo, hi, dtype = prep
     out = np.empty(x.shape, dtype)
-    lo, hi = _LIMITS[dtype]
-    quantize_loop(np.ascontiguousarray(x).reshape(-1), scale.reshape(-1)[0],
-                  float(np.asarray(y_zero_point).reshape(-1)[0]), float(lo), float(hi), out.reshape(-1))
+    quantize_loop(x.reshape(-1), scale, zp, lo, hi, out.reshape(-1))
     return out
+
+
+def _quantize_prep(y_scale, y_zero_point):
+    """(scale, zero point, lo, hi, dtype) of a per-tensor float32 quantization, or False."""
+    dtype = None if y_zero_point is None else np.asarray(y_zero_point).dtype
+    scale = np.asarray(y_scale)
+    if dtype not in _INT8 or scale.dtype != np.float32 or scale.size != 1 or np.size(y_zero_point) != 1:
+        return False
+    lo, hi = _LIMITS[dtype]
+    return (scale.reshape(-1)[0], float(np.asarray(y_zero_point).reshape(-1)[0]), float(lo),
+            float(hi), dtype)
 
 
 @kernel("DynamicQuantizeLinear", since=11)
