@@ -16,19 +16,20 @@ onnxruntime (whose thread pool lets the caller do the work nobody picked up). So
 - a matrix-vector-like product (fewer than ``MIN_OTHER`` rows or columns: a fully connected
   layer at batch 1) keeps OpenBLAS's own threads — it is memory-bound, and OpenBLAS's gemv path
   would round the columns of different pieces differently;
-- a big one (``OWN_MIN_FLOPS``, 50 MFLOP) runs on **OpenBLAS's own threads while they get the cores**: each such call
-  reads the wall clock and the calling thread's CPU clock before and after (~1 us each).
-  OpenBLAS's caller computes its share, then spins until the helper threads are done, so on
-  cores of its own it is on the CPU the whole call; if it got less than ``HEALTHY_CPU`` of the
-  wall time, it was descheduled or yielded to another process (others share the machine), and
-  the next ``_backoff`` seconds use the pieces below instead (1 s, doubling to 16 s while it
-  goes on, halved again by each call that kept its core). A call more than ``SLOW_FACTOR`` x
-  slower than the fastest of its shape counts as starved too: with one other busy process, the
-  caller keeps its core (spinning) while OpenBLAS's helper shares the other one. Measured on 2 cores, a 64x576x3136
-  product: the ratio is >= 0.88 in every call on a quiet machine; with one or two busy
-  processes beside it, 20-30% of the calls fall below 0.8, and those take 28-40 ms instead of
-  1.3. On a quiet machine OpenBLAS's own split is 25-50% faster than the pieces (it packs the
-  shared matrix once); on a busy one a stalled call costs one time slice, then the pieces;
+- a big one (from ``OWN_MIN_FLOPS``, 50 MFLOP) runs on **OpenBLAS's own threads while they get
+  the cores**: each such call reads the wall clock and the calling thread's CPU clock before and
+  after (~1 us each). OpenBLAS's caller computes its share, then spins until the helper threads
+  are done, so on cores of its own it is on the CPU the whole call; if it got less than
+  ``HEALTHY_CPU`` of the wall time, it was descheduled or yielded to another process (others
+  share the machine). A call more than ``SLOW_FACTOR`` x slower than the fastest of its shape
+  counts as starved too: with one other busy process, the caller keeps its core (spinning)
+  while OpenBLAS's helper shares the other one. After a starved call the next ``_backoff``
+  seconds use the pieces below instead (1 s, doubling to 16 s while it goes on, halved by each
+  good call). Measured on 2 cores, a 64x576x3136 product: the CPU/wall ratio is >= 0.88 in
+  every call on a quiet machine; with one or two busy processes beside it, 20-30% of the calls
+  fall below 0.8, and those take 28-40 ms instead of 1.3. On a quiet machine OpenBLAS's own
+  split is 25-50% faster than the pieces (it packs the shared matrix once); on a busy one a
+  starved call costs at most one time slice, then the pieces;
 - otherwise it is cut into ``CHUNKS_PER_THREAD`` x threads pieces along its widest output axis
   (columns, or rows when there are few columns); each piece is one single-threaded BLAS call.
   The calling thread and the helper threads take pieces from a shared counter until none is
@@ -54,9 +55,9 @@ CHUNKS_PER_THREAD = 1  # one piece each (an idle helper's piece is taken by the 
 #                        pieces cost 10-30% on a quiet machine (each re-packs the weights)
 MIN_PIECE = 32  # columns (or rows) per piece at least: BLAS is slow on thin slices
 MIN_OTHER = 16  # rows (or columns) the pieces must keep: fewer is a matrix-vector product
-HEALTHY_CPU = 0.8  # the calling thread's CPU time / wall time of an own-threaded call, at least
 OWN_MIN_FLOPS = 5e7  # OpenBLAS's own threads from here (ResNet-50's conv GEMMs: 100-230 MFLOP);
 #                     smaller products (DenseNet's many 14x14 and 7x7 convs) keep the pieces
+HEALTHY_CPU = 0.8  # the calling thread's CPU time / wall time of an own-threaded call, at least
 SLOW_FACTOR = 1.6  # ... and its wall time at most this times the fastest seen for that shape
 BACKOFF_S = (1.0, 16.0)  # pieces for this long after a starved call, doubling up to the second
 
@@ -162,8 +163,9 @@ def matmul(a, b, out=None):
         # a matrix-vector-like product (a fully connected layer at batch 1): OpenBLAS's own
         # threads, as they split it (its gemv path rounds differently on pieces of other widths)
         return np.matmul(a, b, out=out)
-    if threads > 1 and flops >= OWN_MIN_FLOPS and n_pieces >= 2 and time.perf_counter() >= _own_after:
-        return _own_threads(a, b, out)
+    big = threads > 1 and flops >= OWN_MIN_FLOPS and n_pieces >= 2
+    if big and time.perf_counter() >= _own_after:
+        return _own_threads(a, b, out)  # OpenBLAS's own threads, unless they were starved lately
     if threads > 1:
         blas.set_num_threads(1)  # every BLAS call below runs on the thread that makes it
     try:
