@@ -199,8 +199,7 @@ def test_hugging_face_style_gpt2_with_past():
     """A transformers GPT-2 exported with past (attention_mask input, present_* outputs): generate
     fills the mask in, and cached == uncached == onnxruntime."""
     path = Path(__file__).resolve().parent.parent / "models" / "zoo" / "gpt2_past.classic17.onnx"
-    if not path.exists():
-        pytest.skip("models/zoo/gpt2_past.classic17.onnx is not in this checkout")
+    assert path.exists(), "models/zoo/gpt2_past.classic17.onnx is committed (made by models/sweep_models.py --zoo)"
     sess = minirt.InferenceSession(path, threads=1)
     prompt = np.array([[5, 17, 2], [9, 9, 40]])
     cached = generate(sess, prompt, 8, greedy=True)
