@@ -470,3 +470,95 @@ def test_light_model_optimized(name):
         g = remove_identity(g)
     # float32 convs over up to ~5000 products, BN folded into weights: ~1e-5 relative
     same_outputs(g, g2, feeds, rtol=1e-4, atol=1e-5, intermediates=True)
+
+
+# --------------------------------------------------------------------------- dynamic-quantization chain
+
+from minirt.passes import fuse_dynamic_matmul  # noqa: E402
+
+FRAUD = ROOT / "minirt" / "data" / "fraud_mlp.onnx"
+
+
+def _fraud_dynamic(tmp_path, tool):
+    if tool == "minirt":
+        return minirt.load(minirt.quantize(str(FRAUD), mode="dynamic").SerializeToString())
+    oq = pytest.importorskip("onnxruntime.quantization")
+    out = tmp_path / "fraud_dyn.onnx"
+    oq.quantize_dynamic(str(FRAUD), str(out), weight_type=oq.QuantType.QInt8)
+    return minirt.load(out)
+
+
+@pytest.mark.parametrize("tool", ["minirt", "onnxruntime"])
+def test_fuse_dynamic_matmul_fraud(tmp_path, tool):
+    g = _fraud_dynamic(tmp_path, tool)
+    text = g.to_text()
+    g2 = fuse_dynamic_matmul(g)
+    unchanged(g, text)
+    hist, hist2 = g.op_histogram(), g2.op_histogram()
+    n_mm = hist["MatMulInteger"]
+    assert n_mm == 3 and "MatMulInteger" not in hist2 and "Cast" not in hist2
+    assert hist2["MatMulIntegerToFloat"] == n_mm and hist2["DynamicQuantizeLinear"] == n_mm
+    # per layer: scale Mul, MatMulInteger, Cast, Mul, Add(bias) -> one node
+    assert sum(hist2.values()) == sum(hist.values()) - 4 * n_mm
+    assert all(len(n.inputs) == 7 for n in g2.nodes if n.op_type == "MatMulIntegerToFloat")  # bias absorbed
+    assert "fuse_dynamic_matmul" in str(optimize_with_report(g)[1])
+    x = rng(11).standard_normal((64, 10), dtype=np.float32) * 3
+    # the fused op does the chain's float32 operations in the chain's order: bit-identical,
+    # against the unoptimized graph (optimize=0), with the fast kernels and with the reference ops
+    (want,) = minirt.InferenceSession(g, optimize=0).run(None, {"features": x})
+    for sess in (minirt.InferenceSession(g2, optimize=0), minirt.InferenceSession(g),
+                 minirt.InferenceSession(g2, optimize=0, kernels=False)):
+        (got,) = sess.run(None, {"features": x})
+        np.testing.assert_array_equal(got, want)
+    (ref,) = minirt.InferenceSession(g, optimize=0, kernels=False).run(None, {"features": x})
+    np.testing.assert_array_equal(want, ref)
+
+
+def _same_as_unfused(g, g2, feeds):
+    """g2 (and g at the default level) give bit-identical outputs to g run as written (optimize=0)."""
+    want = minirt.InferenceSession(g, optimize=0).run(None, feeds)
+    for sess in (minirt.InferenceSession(g2, optimize=0), minirt.InferenceSession(g)):
+        for w, got in zip(want, sess.run(None, feeds)):
+            assert got.dtype == w.dtype
+            np.testing.assert_array_equal(got, w)
+
+
+def _dyn_chain(bias_first=False, scale_first=False, extra_reader=None, with_bias=True):
+    r = rng(12)
+    inits = {"Wq": r.integers(-127, 128, (6, 5)).astype(np.int8), "wz": np.array(0, np.int8),
+             "ws": r.uniform(0.01, 0.02, 5).astype(np.float32), "b": r.standard_normal(5).astype(np.float32)}
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("Mul", ["ws", "xs"] if scale_first else ["xs", "ws"], ["s"]),
+             helper.make_node("MatMulInteger", ["xq", "Wq", "xz", "wz"], ["acc"]),
+             helper.make_node("Cast", ["acc"], ["f"], to=F),
+             helper.make_node("Mul", ["s", "f"] if scale_first else ["f", "s"], ["m"])]
+    outs = [vi("y", F, None)]
+    if with_bias:
+        nodes.append(helper.make_node("Add", ["b", "m"] if bias_first else ["m", "b"], ["y"]))
+    else:
+        nodes[-1].output[0] = "y"
+    if extra_reader:
+        nodes.append(helper.make_node("Neg", [extra_reader], ["extra"]))
+        outs.append(vi("extra", TensorProto.INT32 if extra_reader == "acc" else F, None))
+    return graph(nodes, [vi("x", F, [3, 6])], outs, inits)
+
+
+@pytest.mark.parametrize("bias_first,scale_first,with_bias",
+                         [(False, False, True), (True, True, True), (False, True, False)])
+def test_fuse_dynamic_matmul_orders(bias_first, scale_first, with_bias):
+    g = _dyn_chain(bias_first, scale_first, with_bias=with_bias)
+    g2 = fuse_dynamic_matmul(g)
+    assert ops(g2) == ["DynamicQuantizeLinear", "MatMulIntegerToFloat"]
+    assert (len(g2.nodes[1].inputs) == 7) == with_bias
+    _same_as_unfused(g, g2, {"x": rng(13).standard_normal((3, 6), dtype=np.float32)})
+
+
+@pytest.mark.parametrize("reader", ["acc", "f", "s", "m"])
+def test_fuse_dynamic_matmul_needs_single_readers(reader):
+    g = _dyn_chain(extra_reader=reader)
+    g2 = fuse_dynamic_matmul(g)
+    if reader == "m":  # only the bias Add is left out: y = MatMulIntegerToFloat, then Add
+        assert ops(g2) == ["DynamicQuantizeLinear", "MatMulIntegerToFloat", "Add", "Neg"]
+    else:
+        assert ops(g2) == ops(g)
+    _same_as_unfused(g, g2, {"x": rng(14).standard_normal((3, 6), dtype=np.float32)})

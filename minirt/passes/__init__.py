@@ -12,7 +12,7 @@ run, printed and tested alone::
 ``optimize`` runs them in order, by level:
 
     level 0   nothing
-    level 1   fuse_qdq, fold_constants, remove_identity, eliminate_common_subexpressions,
+    level 1   fuse_qdq, fuse_dynamic_matmul, fold_constants, remove_identity, eliminate_common_subexpressions,
               remove_dead_nodes (fewer nodes; QDQ islands become integer ops)
     level 2   + fold_conv_batchnorm, fuse_matmul_add, fuse_elementwise, remove_dead_nodes
               (level 2 may add ops of the private domain "minirt": FusedConv, FusedMatMul, FusedGemm)
@@ -33,12 +33,13 @@ from minirt.passes.cleanup import remove_dead_nodes, remove_identity
 from minirt.passes.cse import eliminate_common_subexpressions
 from minirt.passes.fold import fold_constants
 from minirt.passes.fuse import fold_conv_batchnorm, fuse_elementwise, fuse_matmul_add
-from minirt.passes.quant import fuse_qdq
+from minirt.passes.quant import fuse_dynamic_matmul, fuse_qdq
 
 Pass = Callable[[Graph], Graph]
 
 PASSES: dict[str, Pass] = {
     "fuse_qdq": fuse_qdq,
+    "fuse_dynamic_matmul": fuse_dynamic_matmul,
     "fold_constants": fold_constants,
     "remove_identity": remove_identity,
     "eliminate_common_subexpressions": eliminate_common_subexpressions,
@@ -50,9 +51,9 @@ PASSES: dict[str, Pass] = {
 
 LEVELS: dict[int, tuple[str, ...]] = {
     0: (),
-    1: ("fuse_qdq", "fold_constants", "remove_identity", "eliminate_common_subexpressions",
+    1: ("fuse_qdq", "fuse_dynamic_matmul", "fold_constants", "remove_identity", "eliminate_common_subexpressions",
         "remove_dead_nodes"),
-    2: ("fuse_qdq", "fold_constants", "remove_identity", "eliminate_common_subexpressions", "remove_dead_nodes",
+    2: ("fuse_qdq", "fuse_dynamic_matmul", "fold_constants", "remove_identity", "eliminate_common_subexpressions", "remove_dead_nodes",
         "fold_conv_batchnorm", "fuse_matmul_add", "fuse_elementwise", "remove_dead_nodes"),
 }
 DEFAULT_LEVEL = 2
@@ -158,6 +159,7 @@ __all__ = [
     "PassResult",
     "fold_constants",
     "fuse_qdq",
+    "fuse_dynamic_matmul",
     "fold_conv_batchnorm",
     "fuse_elementwise",
     "fuse_matmul_add",

@@ -256,3 +256,98 @@ def node_zp(g: Graph, d, base: str, what: str) -> str:
         if arr is zp:
             return name
     return _new_const(g, f"{base}_{what}_zero_point", zp)
+
+
+# ---------------------------------------------------------------------------- dynamic quantization
+
+
+def fuse_dynamic_matmul(graph: Graph) -> Graph:
+    """Fold the chain that dynamic quantization writes (``minirt.quantize(mode="dynamic")`` and
+    onnxruntime's ``quantize_dynamic`` both do) into one ``com.microsoft.MatMulIntegerToFloat``;
+    returns a new graph::
+
+        xq, xs, xz = DynamicQuantizeLinear(x)             xq, xs, xz = DynamicQuantizeLinear(x)
+        s   = Mul(xs, w_scale)          (either order)
+        acc = MatMulInteger(xq, Wq, xz, wz)          ->   y = MatMulIntegerToFloat(xq, Wq, xs, w_scale,
+        f   = Cast(acc, to=FLOAT)                                                  xz, wz[, bias])
+        y   = Mul(f, s)                 (either order)
+        y   = Add(y, bias)              (optional, either order)
+
+    ``Wq`` must be a constant int8/uint8 matrix, ``w_scale`` a float32 constant of size 1 or N
+    (and ``wz`` constant when given), ``bias`` a float32 constant of shape [N] (otherwise the Add
+    stays and the rest fuses). Every intermediate (acc, f, s, and y before the Add) must have that
+    single reader and not be a graph output. The DynamicQuantizeLinear stays: its uint8 output
+    is what the fused op reads (``DynamicQuantizeMatMul`` would absorb it, but has no fast kernel).
+
+    Bit-identical: MatMulIntegerToFloat computes float32(acc) * (xs * w_scale) [+ bias], the
+    same float32 operations, in the same order, as the chain (products and sums of two operands
+    commute exactly in IEEE arithmetic).
+    """
+    g = copy_graph(graph)
+    changed = True
+    while changed:
+        changed = _fuse_dynamic_once(g)
+    return remove_dead_nodes(g)
+
+
+def _fuse_dynamic_once(g: Graph) -> bool:
+    v = _View(g)
+    for node in list(g.nodes):
+        if _is(node, "MatMulInteger") and _fuse_dynamic(g, v, node):
+            return True
+    return False
+
+
+def _other(node: Node, name: str) -> str | None:
+    """The other input of a two-input node one of whose inputs is ``name``."""
+    if len(node.inputs) != 2:
+        return None
+    a, b = node.inputs
+    return b if a == name else a if b == name else None
+
+
+def _fuse_dynamic(g: Graph, v: _View, mm: Node) -> bool:
+    if len(mm.inputs) < 3 or not mm.inputs[2]:
+        return False
+    xq, wq = mm.inputs[0], mm.inputs[1]
+    dql = v.producer.get(xq)
+    if not _is(dql, "DynamicQuantizeLinear") or dql.outputs[0] != xq or mm.inputs[2] != dql.outputs[2]:
+        return False
+    xs, xz = dql.outputs[1], dql.outputs[2]
+    wv = v.const(wq)
+    if wv is None or wv.ndim != 2 or wv.dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+        return False
+    n_out = wv.shape[1]
+    wz = mm.inputs[3] if len(mm.inputs) > 3 and mm.inputs[3] else ""
+    if wz:
+        wzv = v.const(wz)
+        if wzv is None or wzv.dtype != wv.dtype or wzv.size not in (1, n_out) or wzv.ndim > 1:
+            return False
+    cast = v.sole_reader(mm.outputs[0])
+    if not _is(cast, "Cast") or cast.attrs.get("to") != 1:  # 1: FLOAT
+        return False
+    mul = v.sole_reader(cast.outputs[0])
+    if not _is(mul, "Mul"):
+        return False
+    s = _other(mul, cast.outputs[0])
+    smul = v.producer.get(s) if s else None
+    if not _is(smul, "Mul") or v.sole_reader(s) is not mul:
+        return False
+    ws = _other(smul, xs)
+    wsv = v.const(ws) if ws else None
+    if wsv is None or wsv.dtype != np.float32 or wsv.ndim > 1 or wsv.size not in (1, n_out):
+        return False
+    old, out, bias = [smul, mm, cast, mul], mul.outputs[0], ""
+    add = v.sole_reader(mul.outputs[0])
+    if _is(add, "Add"):
+        b = _other(add, mul.outputs[0])
+        bv = v.const(b) if b else None
+        if bv is not None and bv.dtype == np.float32 and bv.shape == (n_out,):
+            old.append(add)
+            out, bias = add.outputs[0], b
+    ins = [xq, wq, xs, ws, xz, wz] + ([bias] if bias else [])
+    new = Node("MatMulIntegerToFloat", ins, [out], {}, mm.name, "com.microsoft")
+    if "com.microsoft" not in g.opsets:
+        g.opsets["com.microsoft"] = 1
+    _replace(g, old, new)
+    return True
