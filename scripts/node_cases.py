@@ -4,8 +4,8 @@
     python scripts/node_cases.py --all               # every case
     python scripts/node_cases.py -v Softmax          # print each failure's error
 
-Uses minirt.backend when it exists (the real session); until then a tiny stand-in executor
-that runs the nodes in order straight from the registry.
+Runs each case through minirt.backend (the real session), like tests/test_onnx_backend.py,
+but prints one line per case: handy while writing an op.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import traceback
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 from onnx.backend.test.loader import load_model_tests
 
 
@@ -26,49 +26,10 @@ def _normalize(x):
     return x
 
 
-def _tiny_run(model, inputs):
-    from minirt import registry
-    from minirt.dtypes import np_dtype  # noqa: F401
-
-    registry._ensure_loaded()
-    opsets = {(o.domain or ""): o.version for o in model.opset_import}
-    env = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    names = [i.name for i in model.graph.input if i.name not in env]
-    env.update(zip(names, inputs))
-    for node in model.graph.node:
-        d = registry.lookup(node.domain, node.op_type, opsets.get(node.domain or "", 1))
-        if d is None:
-            raise NotImplementedError(f"{node.op_type} not registered")
-        attrs = {}
-        for a in node.attribute:
-            v = helper.get_attribute_value(a)
-            if a.type == onnx.AttributeProto.TENSOR:
-                v = numpy_helper.to_array(v)
-            elif a.type == onnx.AttributeProto.STRING:
-                v = v.decode()
-            elif a.type == onnx.AttributeProto.STRINGS:
-                v = [s.decode() for s in v]
-            elif a.type == onnx.AttributeProto.GRAPH:
-                raise NotImplementedError("subgraphs need the real session")
-            attrs[a.name] = v
-        args = [env[n] if n else None for n in node.input]
-        out = d.fn(*args, **attrs)
-        if not isinstance(out, tuple):
-            out = (out,)
-        for n, v in zip(node.output, out):
-            if n:
-                env[n] = v
-    return [env[o.name] for o in model.graph.output]
-
-
 def run_case(case):
-    try:
-        from minirt.backend import MinirtBackend  # the real thing, once it exists
+    from minirt.backend import MinirtBackend
 
-        rep = MinirtBackend.prepare(case.model)
-        runner = rep.run
-    except ImportError:
-        runner = lambda inputs: _tiny_run(case.model, inputs)  # noqa: E731
+    runner = MinirtBackend.prepare(case.model).run
     for inputs, outputs in case.data_sets:
         got = runner([_normalize(i) for i in inputs])
         for g, e in zip(got, outputs):

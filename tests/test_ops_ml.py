@@ -17,9 +17,10 @@ import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from minirt import registry
+from minirt.frontend.onnx import node_attributes
 from minirt.ops import ml
 from minirt.testing import ort_op
 
@@ -46,17 +47,7 @@ SETTINGS = settings(deadline=None, max_examples=10)
 
 
 def _attrs(node):
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        if a.type == onnx.AttributeProto.TENSOR:
-            v = numpy_helper.to_array(v)
-        elif a.type == onnx.AttributeProto.STRING:
-            v = v.decode()
-        elif a.type == onnx.AttributeProto.STRINGS:
-            v = [s.decode() for s in v]
-        out[a.name] = v
-    return out
+    return node_attributes(node)
 
 
 def _ort_all_values(model, feeds):

@@ -185,6 +185,11 @@ def _read_external(t: TensorProto, base_dir: Path | None) -> TensorProto:
     return loaded
 
 
+def node_attributes(node: onnx.NodeProto, opsets: dict[str, int] | None = None) -> dict:
+    """A NodeProto's attributes as the Python values ops receive (see :class:`minirt.ir.Node`)."""
+    return {a.name: _attribute(a, opsets or {}, None) for a in node.attribute}
+
+
 def _attribute(a: AttributeProto, opsets: dict[str, int], base_dir: Path | None):
     """An AttributeProto as a Python value (see :class:`minirt.ir.Node`)."""
     T = AttributeProto
