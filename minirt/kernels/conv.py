@@ -1,7 +1,12 @@
-"""Fast 2-D Conv: im2col in a Numba loop + one BLAS matmul, a direct depthwise loop kernel.
+"""Fast 2-D Conv: columns + one BLAS matmul, and a direct depthwise loop kernel.
 
 The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
 
+- **depthwise** (``group == C``, one input channel per group): ``_depthwise_loops``, a direct
+  loop (each output channel reads one input channel, so a GEMM would be a waste); each plane is
+  copied into a zero-padded buffer first, so every tap is a long contiguous loop that LLVM
+  vectorizes (see its docstring). Numba's parallel build from ``DEPTHWISE_PARALLEL_MIN``
+  multiply-adds, the serial build below (a thread-pool wake-up costs ~50 us);
 - **1x1, stride 1, no padding**: the image already *is* the column matrix,
   ``Y[n] = W[M, C] @ X[n][C, H*W]`` — one GEMM, no copy at all;
 - **few output channels** (group 1, stride 1, no dilation, k x k, at most half as many output
@@ -11,12 +16,17 @@ The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
   flattened padded image (an output row is computed over the padded width; the extra columns are
   dropped). It writes kh*kw*M values per pixel where im2col writes kh*kw*C: 2x-4x less memory
   traffic when M is small. (Known as "kn2row".)
-- **depthwise** (``group == C``, one input channel per group): ``_depthwise_loops``, a direct
-  loop (each output channel reads one input channel, so a GEMM would be a waste), run serially on
-  blocks of channels shared between threads by :func:`minirt.kernels.gemm.run_pieces`;
-- **everything else 2-D** (k x k, strides, padding, dilations, groups): ``_im2col`` writes one
-  batch item's windows into a contiguous ``[C*kh*kw, oh*ow]`` buffer (row by row), then one
-  ``matmul`` (:mod:`minirt.kernels.gemm`: BLAS on both cores) multiplies every group at once ``[G, M/G, C/G*K] @ [G, C/G*K, L]`` (BLAS, float32);
+- **other stride-1 convs** (any kernel, dilation, groups): ``wide_columns`` — the same flat
+  padded image; each row of the column matrix is then ONE contiguous run of it (tap (ky, kx) of
+  channel c starts ky*dh*Wp + kx*dw into channel c), copied by NumPy as a strided view: no index
+  per pixel. The GEMM computes each output row over the padded width; the extra columns are
+  dropped while the bias is added. Taken while the extra columns are at most ``WIDE_MAX_EXTRA``
+  (a 3x3 conv on a 14x14 map: 14%; on 7x7: 29%, which takes im2col). Measured on 16x32x32 ->
+  16, 3x3: 167 us for the conv against 298 us with the row-by-row im2col;
+- **everything else 2-D** (strides): ``_im2col`` writes one batch item's windows into a
+  contiguous ``[C*kh*kw, oh*ow]`` buffer (row by row), then one ``matmul``
+  (:mod:`minirt.kernels.gemm`: BLAS on both cores) multiplies every group at once
+  ``[G, M/G, C/G*K] @ [G, C/G*K, L]``;
 - 1-D convs run as 2-D ones with a height of 1; 3-D convs, float16 and mixed dtypes fall back to
   the reference.
 
@@ -29,7 +39,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from minirt.kernels.gemm import matmul, run_pieces
+from minirt.kernels._jit import renamed
+from minirt.kernels.gemm import matmul
 from minirt.ops.conv import Conv as Conv_reference
 from minirt.ops.conv import _window_pads
 from minirt.registry import kernel
@@ -84,9 +95,11 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """Copy the windows of one image into columns: x [C, H, W] -> cols [C*kh*kw, oh*ow].
 
     Row r = (c, ky, kx) holds, for every output position, the input pixel that tap sees
-    (0 outside the image). Rows are independent and could be filled in parallel, but the copy is
-    memory-bound (~0.5 ms for ResNet's 3x3 64-channel layer) and a Numba thread pool waking right
-    next to OpenBLAS's threads costs more than it saves: it runs on one thread, BLAS uses both.
+    (0 outside the image). Used for strided convs (stride-1 convs copy whole runs instead:
+    :func:`wide_columns`). The loops index views that start where the run starts (``src[j]``,
+    not ``x[c, iy, j + off]``): Numba then knows the index is >= 0, skips its negative-index
+    check, and LLVM vectorizes the copy. Serial: the copy is memory-bound, and a Numba thread
+    pool waking next to OpenBLAS's threads costs more than it saves.
     """
     C, H, W = x.shape
     for r in range(C * kh * kw):
@@ -96,45 +109,83 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
         off = kx * dw - pw  # output column ox reads input column ox*sw + off
         lo, hi = _valid_range(ow, sw, off, W)  # the columns inside the image: no test per pixel
         for oy in range(oh):
-            row = oy * ow
+            dst = cols[r, oy * ow:(oy + 1) * ow]  # [ow]: this output row's slot
             iy = oy * sh - ph + ky * dh
-            if iy < 0 or iy >= H:
-                cols[r, row:row + ow] = 0  # the whole output row reads padding
+            if iy < 0 or iy >= H:  # the whole output row reads padding
+                for j in range(ow):
+                    dst[j] = 0
                 continue
-            cols[r, row:row + lo] = 0
-            if sw == 1:  # a contiguous run: a vectorized copy
-                cols[r, row + lo:row + hi] = x[c, iy, lo + off:hi + off]
-            elif hi > lo:  # every sw-th pixel: a strided slice copy (20-27% faster than a loop)
-                cols[r, row + lo:row + hi] = x[c, iy, lo * sw + off:(hi - 1) * sw + off + 1:sw]
-            cols[r, row + hi:row + ow] = 0
+            for j in range(lo):
+                dst[j] = 0
+            src = x[c, iy, lo * sw + off:]  # the input row from the first pixel inside
+            inside = dst[lo:hi]
+            for j in range(hi - lo):
+                inside[j] = src[j * sw]
+            for j in range(hi, ow):
+                dst[j] = 0
 
 
 def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw):
-    """Depthwise conv (group == C): output channel m reads only input channel m // (M/C).
+    """Depthwise conv (group == C): output channel m reads only input channel c = m // (M/C).
 
-    x [N, C, H, W], w [M, 1, kh, kw], b [M], y [N, M, oh, ow] (written).
+    y[n, m, oy, ox] = b[m] + sum_{ky, kx} w[m, 0, ky, kx] * xpad[n, c, oy*sh + ky*dh, ox*sw + kx*dw]
+    x [N, C, H, W], w [M, 1, kh, kw], b [M], y [N, M, oh, ow] (written); xpad is x with ph rows and
+    pw columns of zeros before it (and enough after).
+
+    Each plane is first copied into a zero-padded buffer split by column phase, so that every
+    tap reads one contiguous run: ``part[q, r, j] = xpad[r, j*sw + q]`` (one phase at stride 1).
+    At stride 1 the whole plane is one run: the output (oy, ox), computed over the padded width
+    Wp, sits at oy*Wp + ox, and tap (ky, kx) reads the padded plane shifted by ky*dh*Wp + kx*dw —
+    each tap is ONE long loop ``acc[i] += w * src[i]`` (the columns past ow are dropped at the
+    end). Loops index views that start at the shift (``src[i]``, never ``part[i + shift]``):
+    Numba then knows the index is >= 0, and LLVM vectorizes the loop (5-8x faster).
     """
     N, C, H, W = x.shape
     M, _, kh, kw = w.shape
     _, _, oh, ow = y.shape
     mult = M // C
-    for nm in numba.prange(N * M):
+    Hp = max(ph + H, (oh - 1) * sh + (kh - 1) * dh + 1)  # the padded rows the windows reach
+    Wp = max(pw + W, (ow - 1) * sw + (kw - 1) * dw + 1)  # ... and columns
+    Wq = (Wp + sw - 1) // sw  # columns of each phase
+    for nm in numba.prange(N * M):  # one (batch item, output channel) plane per task
         n = nm // M
         m = nm % M
-        c = m // mult
-        for oy in range(oh):
-            for ox in range(ow):
-                y[n, m, oy, ox] = b[m]
-        for ky in range(kh):  # accumulate tap by tap: the inner loop runs along a row
-            for kx in range(kw):
-                wv = w[m, 0, ky, kx]
-                ox_lo, ox_hi = _valid_range(ow, sw, kx * dw - pw, W)
-                for oy in range(oh):
-                    iy = oy * sh - ph + ky * dh
-                    if iy < 0 or iy >= H:
-                        continue
-                    for ox in range(ox_lo, ox_hi):
-                        y[n, m, oy, ox] += wv * x[n, c, iy, ox * sw - pw + kx * dw]
+        part = np.zeros((sw, Hp + 1, Wq), x.dtype)  # one spare row: stride 1's runs read past the end
+        for iy in range(H):
+            src = x[n, m // mult, iy]  # [W]
+            for q in range(sw):  # the input columns of phase q: ix = ix0, ix0 + sw, ...
+                ix0 = (q - pw) % sw
+                dst = part[q, iy + ph, (ix0 + pw) // sw:]
+                for t in range((W - ix0 + sw - 1) // sw):
+                    dst[t] = src[ix0 + t * sw]
+        if sh == 1 and sw == 1:
+            flat = part.reshape(-1)  # [(Hp+1)*Wp]
+            L = oh * Wp  # the outputs over the padded width
+            acc = np.full(L, b[m], x.dtype)
+            for ky in range(kh):
+                for kx in range(kw):
+                    wv = w[m, 0, ky, kx]
+                    src = flat[ky * dh * Wp + kx * dw:]  # the plane shifted to this tap
+                    for i in range(L):
+                        acc[i] += wv * src[i]
+            for oy in range(oh):
+                row = acc[oy * Wp:]
+                for ox in range(ow):  # drop the columns computed over the right padding
+                    y[n, m, oy, ox] = row[ox]
+        else:
+            acc = np.empty(ow, x.dtype)  # one output row
+            for oy in range(oh):
+                for ox in range(ow):
+                    acc[ox] = b[m]
+                for ky in range(kh):
+                    for kx in range(kw):
+                        wv = w[m, 0, ky, kx]
+                        col = kx * dw  # output ox reads padded column ox*sw + col: phase col % sw
+                        src = part[col % sw, oy * sh + ky * dh, col // sw:]
+                        for ox in range(ow):
+                            acc[ox] += wv * src[ox]
+                for ox in range(ow):
+                    y[n, m, oy, ox] = acc[ox]
 
 
 # wrapped once: plain Python again under NUMBA_DISABLE_JIT=1
@@ -142,12 +193,37 @@ _valid_range = numba.njit(cache=True, inline="always")(_valid_range)
 conv_loops = numba.njit(parallel=True, cache=True)(_conv_loops)
 im2col = numba.njit(cache=True)(_im2col)  # serial: see the docstring
 depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
-# serial, and releasing the GIL: conv2d runs it on blocks of channels with run_pieces (a thread
-# that is not running on a busy machine takes fewer blocks, where Numba's pool would wait for it)
-depthwise_loops_nogil = numba.njit(cache=True, nogil=True)(_depthwise_loops)
+# small convs: no thread-pool wake-up (~50 us); its own name, so its own Numba cache entry (_jit.py)
+depthwise_loops_serial = numba.njit(cache=True)(renamed(_depthwise_loops, "serial"))
+DEPTHWISE_PARALLEL_MIN = 1_500_000  # multiply-adds: below this, one thread is faster (measured)
 
 
 # ----------------------------------------------------------------------------- the op
+
+
+def padded_flat(x, pt, pl, Hp, Wp):
+    """x [C, H, W] -> [C, (Hp+1)*Wp]: each channel zero-padded to Hp x Wp (pt rows and pl columns
+    before it) plus one spare row of zeros, then flattened row by row."""
+    C, H, W = x.shape
+    xp = np.zeros((C, Hp + 1, Wp), dtype=x.dtype)
+    xp[:, pt:pt + H, pl:pl + W] = x  # [C, H, W] -> the middle of [C, Hp+1, Wp]
+    return xp.reshape(C, (Hp + 1) * Wp)
+
+
+def wide_columns(xp, kh, kw, dh, dw, Wp, L, cols):
+    """Stride 1: the im2col of a padded image, one contiguous run per row of ``cols``.
+
+    With the padded image flattened row by row (width Wp, :func:`padded_flat`), the output
+    (oy, ox) computed over the padded width sits at oy*Wp + ox, and tap (ky, kx) reads the flat
+    image shifted by ky*dh*Wp + kx*dw. So row (c, ky, kx) of the columns is ONE run of L = oh*Wp
+    values of channel c — the strided view below — and NumPy copies it as such: no per-pixel
+    index, no padding test (the Wp - ow extra columns per output row cost some GEMM work and
+    are dropped afterwards). xp [C, (Hp+1)*Wp] -> cols [C*kh*kw, L]."""
+    C = xp.shape[0]
+    s = xp.strides[1]  # one element
+    runs = np.lib.stride_tricks.as_strided(xp, (C, kh, kw, L), (xp.strides[0], dh * Wp * s, dw * s, s))
+    np.copyto(cols.reshape(C, kh, kw, L), runs)  # [C, kh, kw, L] windows -> [C*kh*kw, L]
+    return cols
 
 
 def shifted_gemm(x, W, pt, pl, out_shape):
@@ -157,20 +233,22 @@ def shifted_gemm(x, W, pt, pl, out_shape):
     padded image flattened row by row (width Wp), that shift is an offset ``ky*Wp + kx`` in one
     flat array, so all taps share ONE matrix product and differ only by where they read it.
     """
-    C, H, Wd = x.shape
+    C = x.shape[0]
     M, _, kh, kw = W.shape
     oh, ow = out_shape
     Hp, Wp = oh + kh - 1, ow + kw - 1  # the padded image (stride 1): pt/pl before, the rest after
-    xp = np.zeros((C, Hp + 1, Wp), dtype=x.dtype)  # one spare row: the last taps read past the end
-    xp[:, pt:pt + H, pl:pl + Wd] = x
+    xp = padded_flat(x, pt, pl, Hp, Wp)  # [C, (Hp+1)*Wp]
     w = W.transpose(2, 3, 0, 1).reshape(kh * kw * M, C)  # [M, C, kh, kw] -> [kh*kw*M, C] (small copy)
-    R = matmul(w, xp.reshape(C, -1))  # [kh*kw*M, C] @ [C, (Hp+1)*Wp] -> [kh*kw*M, (Hp+1)*Wp]
+    R = matmul(w, xp)  # [kh*kw*M, C] @ [C, (Hp+1)*Wp] -> [kh*kw*M, (Hp+1)*Wp]
     L = oh * Wp  # the outputs over the padded width
     y = R[0:M, 0:L].copy()  # tap (0, 0)
     for t in range(1, kh * kw):
         off = (t // kw) * Wp + t % kw  # tap (ky, kx): ky rows and kx columns further on
         y += R[t * M:(t + 1) * M, off:off + L]  # [M, oh*Wp]
     return y.reshape(M, oh, Wp)[:, :, :ow]  # drop the columns computed over the right padding
+
+
+WIDE_MAX_EXTRA = 0.25  # stride-1 convs take the run copy while it adds at most 25% GEMM columns
 
 
 def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
@@ -181,39 +259,50 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
     sh, sw = strides
     dh, dw = dilations
     ph, pw = pads[0], pads[1]
-    G, L = group, oh * ow
+    G, K = group, Cg * kh * kw
     X = np.ascontiguousarray(X)
     W = np.ascontiguousarray(W)
     y = np.empty((N, M, oh, ow), dtype=X.dtype)
+    bias = None if B is None else B.reshape(M, 1, 1).astype(X.dtype, copy=False)  # [M] -> [M, 1, 1]
     if G == C and Cg == 1 and G > 1:  # depthwise: a direct loop kernel, bias included
         b = np.zeros(M, X.dtype) if B is None else np.ascontiguousarray(B, dtype=X.dtype)
-        mult, step = M // C, max(1, -(-C // (2 * numba.get_num_threads())))  # 2 blocks a thread
-
-        def block(c0):  # input channels [c0, c0 + step) -> output channels [c0*mult, (c0 + step)*mult)
-            m = slice(c0 * mult, (c0 + step) * mult)
-            depthwise_loops_nogil(X[:, c0:c0 + step], W[m], b[m], y[:, m], sh, sw, ph, pw, dh, dw)
-
-        small = X.size < 1 << 14  # a small image: one call, no threads
-        run_pieces([lambda c0=c0: block(c0) for c0 in range(0, C, step)], 1 if small else numba.get_num_threads())
+        work = N * M * oh * ow * kh * kw  # multiply-adds
+        parallel = work >= DEPTHWISE_PARALLEL_MIN and numba.get_num_threads() > 1
+        (depthwise_loops if parallel else depthwise_loops_serial)(X, W, b, y, sh, sw, ph, pw, dh, dw)
         return y
     if G == 1 and sh == sw == dh == dw == 1 and kh * kw > 1 and 2 * M <= C:  # few output channels
         for n in range(N):
             y[n] = shifted_gemm(X[n], W, ph, pw, out_shape)  # [C, H, W] -> [M, oh, ow]
-        if B is not None:
-            y += B.reshape(1, M, 1, 1).astype(X.dtype, copy=False)
+        if bias is not None:
+            y += bias
         return y
-    w = W.reshape(G, M // G, Cg * kh * kw)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K] (a view)
-    pointwise = kh == kw == 1 and sh == sw == 1 and not any(pads)
-    cols = None if pointwise else np.empty((C * kh * kw, L), dtype=X.dtype)
+    w = W.reshape(G, M // G, K)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K] (a view)
+    if kh == kw == 1 and sh == sw == 1 and not any(pads):  # pointwise: the image IS the columns
+        for n in range(N):  # [G, M/G, C/G] @ [G, C/G, H*W] -> [G, M/G, H*W], straight into y[n]
+            matmul(w, X[n].reshape(G, Cg, oh * ow), out=y[n].reshape(G, M // G, oh * ow))
+        if bias is not None:
+            y += bias
+        return y
+    Hp, Wp = oh + (kh - 1) * dh, ow + (kw - 1) * dw  # the padded image a stride-1 conv reads
+    if sh == sw == 1 and Wp - ow <= WIDE_MAX_EXTRA * ow:  # stride 1: runs of the padded image
+        L = oh * Wp  # outputs over the padded width
+        cols = np.empty((C * kh * kw, L), dtype=X.dtype)
+        wide = np.empty((M, oh, Wp), dtype=X.dtype)
+        for n in range(N):
+            wide_columns(padded_flat(X[n], ph, pw, Hp, Wp), kh, kw, dh, dw, Wp, L, cols)  # [C*K, L]
+            matmul(w, cols.reshape(G, K, L), out=wide.reshape(G, M // G, L))  # [G, M/G, K] @ [G, K, L]
+            if bias is None:  # drop the columns computed over the right padding
+                np.copyto(y[n], wide[:, :, :ow])  # [M, oh, Wp] -> [M, oh, ow]
+            else:
+                np.add(wide[:, :, :ow], bias, out=y[n])  # ... and add the bias on the way
+        return y
+    cols = np.empty((C * kh * kw, oh * ow), dtype=X.dtype)
     for n in range(N):
-        if pointwise:
-            cols = X[n].reshape(C, L)  # [C, H, W] -> [C, H*W]: already the column matrix
-        else:
-            im2col(X[n], cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)  # [C, H, W] -> [C*K, L]
+        im2col(X[n], cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)  # [C, H, W] -> [C*K, oh*ow]
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L], written straight into y[n]
-        matmul(w, cols.reshape(G, Cg * kh * kw, L), out=y[n].reshape(G, M // G, L))  # BLAS: kernels/gemm.py
-    if B is not None:
-        y += B.reshape(1, M, 1, 1).astype(X.dtype, copy=False)  # in place: no second output array
+        matmul(w, cols.reshape(G, K, oh * ow), out=y[n].reshape(G, M // G, oh * ow))  # BLAS: kernels/gemm.py
+    if bias is not None:
+        y += bias  # in place: no second output array
     return y
 
 

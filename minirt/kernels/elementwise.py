@@ -20,6 +20,7 @@ import math
 import numba
 import numpy as np
 
+from minirt.kernels._jit import renamed  # the serial build gets its own Numba cache entry
 from minirt.ops.activation import Gelu as Gelu_reference
 from minirt.ops.activation import Gelu_ms as Gelu_ms_reference
 from minirt.ops.elementwise import Erf as Erf_reference
@@ -44,9 +45,9 @@ def _gelu_loop(x, y):
 
 
 erf_loop = numba.njit(parallel=True, cache=True)(_erf_loop)
-erf_loop_serial = numba.njit(cache=True)(_erf_loop)
+erf_loop_serial = numba.njit(cache=True)(renamed(_erf_loop, "serial"))
 gelu_loop = numba.njit(parallel=True, cache=True)(_gelu_loop)
-gelu_loop_serial = numba.njit(cache=True)(_gelu_loop)
+gelu_loop_serial = numba.njit(cache=True)(renamed(_gelu_loop, "serial"))
 
 
 def _elementwise(x, parallel, serial):

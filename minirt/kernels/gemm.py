@@ -1,5 +1,5 @@
 """``matmul(a, b, out)``: float32/float64 BLAS on every core, robust to a busy machine;
-``run_pieces``: the same sharing of work for other kernels (the depthwise conv loops).
+``run_pieces``: the same sharing of work, for any independent pieces that release the GIL.
 
 The kernels' big products (a conv's weights @ columns, Gemm, MatMul) go through here instead of
 calling ``np.matmul`` with OpenBLAS's own threads. Why: OpenBLAS splits a product evenly between
@@ -55,8 +55,11 @@ CHUNKS_PER_THREAD = 1  # one piece each (an idle helper's piece is taken by the 
 #                        pieces cost 10-30% on a quiet machine (each re-packs the weights)
 MIN_PIECE = 32  # columns (or rows) per piece at least: BLAS is slow on thin slices
 MIN_OTHER = 16  # rows (or columns) the pieces must keep: fewer is a matrix-vector product
-OWN_MIN_FLOPS = 5e7  # OpenBLAS's own threads from here (ResNet-50's conv GEMMs: 100-230 MFLOP);
-#                     smaller products (DenseNet's many 14x14 and 7x7 convs) keep the pieces
+OWN_MIN_FLOPS = SPLIT_MIN_FLOPS  # OpenBLAS's own threads from here, unless they were starved
+#                     lately: on a quiet machine they beat the pieces at every size (measured
+#                     2x on 4.7 MFLOP, 1.0-1.05x from 50 MFLOP), and a starved call is detected
+SLOW_CHECK_FLOPS = 5e7  # only products this big compare their time to the fastest of their shape:
+#                     a small one is often 1.6x slower for reasons that are not other processes
 HEALTHY_CPU = 0.8  # the calling thread's CPU time / wall time of an own-threaded call, at least
 SLOW_FACTOR = 1.6  # ... and its wall time at most this times the fastest seen for that shape
 BACKOFF_S = (1.0, 16.0)  # pieces for this long after a starved call, doubling up to the second
@@ -198,7 +201,8 @@ def _own_threads(a, b, out):
     _fastest[key] = min(fastest, wall)
     # descheduled or yielded to another process (a stall), or a helper thread sharing its core
     # with another job (the caller keeps spinning on its own core; the call is ~2x slower)
-    if cpu < HEALTHY_CPU * wall or wall > SLOW_FACTOR * fastest:
+    slow = wall > SLOW_FACTOR * fastest and 2.0 * a.shape[-2] * a.shape[-1] * b.shape[-1] >= SLOW_CHECK_FLOPS
+    if cpu < HEALTHY_CPU * wall or slow:
         _own_after = time.perf_counter() + _backoff
         _backoff = min(2 * _backoff, BACKOFF_S[1])
     else:  # a good call: a shorter back-off next time (not at once: loads come and go)

@@ -22,6 +22,7 @@ import math
 import numba
 import numpy as np
 
+from minirt.kernels._jit import renamed  # the serial build gets its own Numba cache entry
 from minirt.ops._common import normalize_axis, np_dtype
 from minirt.ops.norm import LRN as LRN_reference
 from minirt.ops.norm import BatchNormalization as BatchNormalization_reference
@@ -55,7 +56,7 @@ def _layer_norm_rows(x, scale, bias, epsilon, y, mean, inv_std):
 
 
 layer_norm_rows = numba.njit(parallel=True, cache=True)(_layer_norm_rows)
-layer_norm_rows_serial = numba.njit(cache=True)(_layer_norm_rows)  # small inputs: no thread pool wake-up
+layer_norm_rows_serial = numba.njit(cache=True)(renamed(_layer_norm_rows, "serial"))  # small inputs: no thread pool wake-up
 PARALLEL_MIN = 1 << 16  # elements: below this, starting Numba's threads costs more than it saves
 
 

@@ -1,0 +1,123 @@
+"""The fast Conv's paths (minirt/kernels/conv.py) against the reference op, each path forced.
+
+Paths: depthwise loops (serial and parallel builds; stride 1 runs the flat-plane loop, other
+strides the phase-split rows), the stride-1 run copy (``wide_columns``), the strided im2col, the
+pointwise GEMM and the shifted GEMM. Tolerance: float32 sums of up to ~600 products of values in
+[-1, 1], in another order than the reference's: 1e-4 relative / absolute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minirt.kernels import conv as kconv
+from minirt.ops import conv as rconv
+
+SETTINGS = settings(deadline=None, max_examples=25)
+
+
+def _rand(rng, shape, dtype=np.float32):
+    return rng.uniform(-1, 1, shape).astype(dtype)
+
+
+def _close(got, want, tol=1e-4):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@st.composite
+def depthwise_cases(draw):
+    k = [draw(st.integers(1, 5)), draw(st.integers(1, 5))]
+    s = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    d = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
+    extent = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
+    pads = [draw(st.integers(0, e - 1)) for e in extent] + [draw(st.integers(0, e - 1)) for e in extent]
+    HW = [draw(st.integers(e, e + 9)) for e in extent]
+    C, mult, N = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    return N, C, mult, HW, k, dict(strides=s, dilations=d, pads=pads, group=C), draw(st.integers(0, 2**31))
+
+
+@SETTINGS
+@given(depthwise_cases(), st.sampled_from(["serial", "parallel"]))
+def test_depthwise_loops_match_reference(case, build):
+    """Both builds, any stride / dilation / asymmetric pads / channel multiplier (M = mult * C)."""
+    N, C, mult, HW, k, attrs, seed = case
+    rng = np.random.default_rng(seed)
+    x, w, b = _rand(rng, (N, C, *HW)), _rand(rng, (C * mult, 1, *k)), _rand(rng, (C * mult,))
+    want = rconv.Conv(x, w, b, **attrs)
+    got = np.empty_like(want)
+    loops = kconv.depthwise_loops if build == "parallel" else kconv.depthwise_loops_serial
+    (sh, sw), (dh, dw), p = attrs["strides"], attrs["dilations"], attrs["pads"]
+    loops(x, w, b, got, sh, sw, p[0], p[1], dh, dw)
+    _close(got, want)
+    if C > 1 and mult == 1:  # the op picks the depthwise path itself
+        _close(kconv.Conv(x, w, b, **attrs), want)
+
+
+def test_depthwise_big_enough_for_threads_and_non_contiguous_input():
+    rng = np.random.default_rng(1)
+    x = _rand(rng, (1, 96, 48, 96))[:, :, :, ::2]  # a strided view: [1, 96, 48, 48]
+    w, b = _rand(rng, (96, 1, 3, 3)), _rand(rng, (96,))
+    assert 96 * 48 * 48 * 9 >= kconv.DEPTHWISE_PARALLEL_MIN  # stride 1 runs the parallel build
+    for s in (1, 2):
+        attrs = dict(group=96, pads=[1, 1, 1, 1], strides=[s, s])
+        _close(kconv.Conv(x, w, b, **attrs), rconv.Conv(x, w, b, **attrs))
+    assert x.base is not None and not x.flags.c_contiguous  # the caller's view is left as it was
+
+
+@st.composite
+def stride1_cases(draw):
+    k = [draw(st.integers(1, 4)), draw(st.integers(1, 4))]
+    d = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
+    extent = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
+    pads = [draw(st.integers(0, e - 1)) for e in extent] + [draw(st.integers(0, e - 1)) for e in extent]
+    HW = [draw(st.integers(e, e + 12)) for e in extent]
+    G = draw(st.sampled_from([1, 1, 2]))
+    C, M = G * draw(st.integers(1, 4)), G * draw(st.integers(1, 4))
+    return draw(st.integers(1, 2)), C, M, G, HW, k, dict(dilations=d, pads=pads, group=G), draw(st.integers(0, 2**31))
+
+
+@SETTINGS
+@given(stride1_cases(), st.booleans())
+def test_stride1_paths_match_reference(case, bias):
+    """Stride 1 takes the run copy (wide_columns) when the padding adds few columns, im2col when
+    it adds many; the shifted GEMM when M <= C/2 — every one of them must match."""
+    N, C, M, G, HW, k, attrs, seed = case
+    rng = np.random.default_rng(seed)
+    x, w = _rand(rng, (N, C, *HW)), _rand(rng, (M, C // G, *k))
+    b = _rand(rng, (M,)) if bias else None
+    _close(kconv.Conv(x, w, b, **attrs), rconv.Conv(x, w, b, **attrs))
+
+
+@pytest.mark.parametrize("extra", [0.0, 1.0])
+def test_wide_columns_and_im2col_agree(monkeypatch, extra):
+    """The same stride-1 conv down both column builders (WIDE_MAX_EXTRA forces one or the other)."""
+    monkeypatch.setattr(kconv, "WIDE_MAX_EXTRA", extra)
+    rng = np.random.default_rng(2)
+    x, w, b = _rand(rng, (2, 6, 9, 11)), _rand(rng, (8, 6, 3, 2)), _rand(rng, (8,))
+    attrs = dict(pads=[1, 0, 2, 1], dilations=[2, 1])
+    _close(kconv.Conv(x, w, b, **attrs), rconv.Conv(x, w, b, **attrs))
+
+
+def test_wide_columns_copies_runs_of_the_padded_image():
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)  # C=2, H=3, W=4
+    kh = kw = 3
+    oh, ow = 3, 4  # pads 1 all round
+    Hp, Wp = oh + kh - 1, ow + kw - 1
+    xp = kconv.padded_flat(x, 1, 1, Hp, Wp)  # [2, (Hp+1)*Wp]
+    assert xp.shape == (2, (Hp + 1) * Wp) and xp.sum() == x.sum()
+    cols = kconv.wide_columns(xp, kh, kw, 1, 1, Wp, oh * Wp, np.empty((2 * 9, oh * Wp), np.float32))
+    # row (c=1, ky=1, kx=1) is channel 1 itself: output (oy, ox) over the padded width reads x[1, oy, ox]
+    centre = cols[9 + 4].reshape(oh, Wp)[:, :ow]
+    np.testing.assert_array_equal(centre, x[1])
+
+
+def test_strided_im2col_matches_reference_windows():
+    rng = np.random.default_rng(3)
+    for s, p in ((2, 3), (3, 0), (2, 1)):
+        x, w = _rand(rng, (1, 3, 17, 15)), _rand(rng, (4, 3, 7, 7))
+        attrs = dict(strides=[s, s], pads=[p, p, p, p])
+        _close(kconv.Conv(x, w, **attrs), rconv.Conv(x, w, **attrs))
