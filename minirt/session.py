@@ -8,6 +8,9 @@ and the onnxruntime-shaped API (``run``, ``get_inputs``, ``get_outputs``).
 from __future__ import annotations
 
 import contextlib
+import threading
+import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -53,7 +56,7 @@ class InferenceSession:
     """
 
     def __init__(self, model, *, optimize: int = 2, kernels: bool = True, threads: int | None = None,
-                 verbose: int = 0, cache_size: int = 0):
+                 verbose: int = 0, cache_size: int = 0, specialize: int | bool = True):
         """``optimize`` is the graph-pass level (:mod:`minirt.passes`): 0 runs the graph as loaded,
         1 folds constants and removes dead/no-op nodes, 2 (default) also folds Conv+BatchNorm and
         fuses MatMul+Add and elementwise chains. The graph as loaded stays in ``original_graph``.
@@ -67,6 +70,12 @@ class InferenceSession:
 
         ``verbose=1`` prints every node as it runs with its time, ``verbose=2`` adds its outputs'
         shapes and value ranges.
+
+        ``specialize=N`` (default ``True`` = 8) keeps up to N plans specialized on concrete input
+        shapes: when the same input shapes come a second time, the shape arithmetic they decide
+        (``Shape -> Gather -> Concat -> Reshape``, ``Range(seq)`` masks ...) is folded into a plan
+        of their own (:mod:`minirt.passes.specialize`). ``0``/``False`` turns it off. Only graphs
+        with ``Shape``/``Size`` nodes and inputs of symbolic dims are concerned.
         """
         from minirt.frontend.onnx import from_onnx
 
@@ -81,7 +90,13 @@ class InferenceSession:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.threads = threads
         self._pools = None  # threadpoolctl controller, made on first use
+        self._kernels = kernels
         self._plan = Plan(self.graph, kernels=kernels)
+        self._specialized: _SpecializedPlans | None = None
+        if not isinstance(specialize, bool) and int(specialize) < 0:
+            raise ValueError(f"specialize must be a number of plans >= 0 or a bool, got {specialize!r}")
+        if specialize and _worth_specializing(self.graph):
+            self._specialized = _SpecializedPlans(8 if specialize is True else int(specialize))
         self._observers: list[Observer] = [VerbosePrinter(verbose)] if verbose else []
         self._cache = ResultCache(cache_size) if cache_size else None
         self._inputs = self.graph.feed_inputs()
@@ -129,6 +144,15 @@ class InferenceSession:
     def clear_cache(self) -> None:
         if self._cache is not None:
             self._cache.clear()
+
+    @property
+    def specialized_plans(self) -> dict[tuple, Plan]:
+        """The plans specialized on input shapes, newest last: signature -> plan.
+
+        A signature is a tuple of ``(input name, shape, dtype)``. A plan whose specialization
+        folded nothing (or failed its check) is the generic plan ``self._plan`` itself.
+        """
+        return dict(self._specialized.plans) if self._specialized is not None else {}
 
     def run_batches(self, data: Any, batch_size: int = 32, *, output_names: Iterable[str] | None = None,
                     progress: bool | None = None) -> Iterator[list]:
@@ -184,18 +208,73 @@ class InferenceSession:
         return chosen
 
     def _run(self, feeds: dict[str, Any], keep_all: bool):
-        """Run the plan on validated feeds; returns (outputs, every value when keep_all)."""
+        """Run the plan on validated feeds; returns (outputs, every value when keep_all).
+
+        The plain path (no observer, not keep_all) may run a plan specialized on the feeds'
+        shapes; observed runs and run_with_intermediates run the generic plan, whose nodes are
+        the ones of ``self.graph`` with every intermediate there.
+        """
         plan = self._plan
-        args = [feeds.get(n, plan.template[s]) for n, s in zip(plan.input_names, plan.input_slots)]
         observer = None
         if self._observers:
             observer = self._observers[0] if len(self._observers) == 1 else _Observers(list(self._observers))
+        elif self._specialized is not None and not keep_all:
+            key = _signature(feeds)
+            if key is not None:
+                found = self._specialized.get(key)
+                if found is not None:
+                    plan = found
+                elif self._specialized.seen_again(key):
+                    with self._thread_limit():
+                        outputs = self._specialize(key, feeds)
+                    return [self._finish(o, feeds) for o in outputs], {}
+        args = [feeds.get(n, plan.template[s]) for n, s in zip(plan.input_names, plan.input_slots)]
         with self._thread_limit():
             if keep_all:
                 outputs, env = plan.execute(args, keep_all=True, observer=observer)
             else:
                 outputs, env = plan.execute(args, observer=observer), {}
         return [self._finish(o, feeds) for o in outputs], env
+
+    def _specialize(self, key: tuple, feeds: dict[str, Any]) -> list:
+        """Second sighting of these input shapes: build their specialized plan, check it, run.
+
+        The run answering this call is the generic plan's, observed to capture the values the
+        specialization folded into constants: each must equal what the generic plan computed,
+        else the specialized plan is not used (and a warning says so: that would be a minirt bug).
+        """
+        from minirt.passes.specialize import specialize_shapes
+
+        generic = self._plan
+        args = [feeds.get(n, generic.template[s]) for n, s in zip(generic.input_names, generic.input_slots)]
+        try:
+            graph = specialize_shapes(self.graph, {n: x.shape for n, x in feeds.items()})
+        except Exception as e:  # noqa: BLE001  (an optimization must never break a run)
+            warnings.warn(f"minirt: specializing the plan on input shapes {key} failed ({type(e).__name__}: "
+                          f"{e}); running the generic plan for these shapes", RuntimeWarning, stacklevel=4)
+            self._specialized.put(key, generic)
+            return generic.execute(args)
+        if len(graph.nodes) >= len(self.graph.nodes):  # nothing folded: the generic plan is as good
+            self._specialized.put(key, generic)
+            return generic.execute(args)
+        folded = {n for n in graph.initializers if n not in self.graph.initializers}
+        capture = _Capture(folded)
+        outputs = generic.execute(args, observer=capture)
+        bad = []
+        for name in sorted(folded):
+            value = _agree(capture.values.get(name), graph.initializers[name])
+            if value is None:
+                bad.append(name)
+            else:
+                graph.initializers[name] = value
+        if bad:
+            warnings.warn(f"minirt: the plan specialized on input shapes {key} folded {bad[0]!r} to a value the "
+                          "generic plan does not compute; running the generic plan for these shapes",
+                          RuntimeWarning, stacklevel=4)
+            self._specialized.put(key, generic)
+        else:
+            self._specialized.put(key, Plan(graph, kernels=self._kernels))
+        return outputs
 
     @contextlib.contextmanager
     def _thread_limit(self):
@@ -268,6 +347,106 @@ class InferenceSession:
             _check_shape(name, v, x, symbols)
             feeds[name] = x
         return feeds
+
+
+class _SpecializedPlans:
+    """LRU of plans specialized on input shapes, and the signatures seen once so far.
+
+    A signature is specialized on its *second* sighting only: a generation loop whose KV cache
+    grows every step sees every shape once, and must not pay a rebuild per step.
+    """
+
+    SEEN = 64  # signatures remembered as seen once
+
+    def __init__(self, size: int):
+        if size < 0:
+            raise ValueError(f"specialize must be a number of plans >= 0, got {size}")
+        self.size = size
+        self.plans: OrderedDict[tuple, Plan] = OrderedDict()
+        self.seen: OrderedDict[tuple, None] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> Plan | None:
+        plan = self.plans.get(key)
+        if plan is not None:
+            try:
+                self.plans.move_to_end(key)
+            except KeyError:  # evicted meanwhile by another thread: still usable for this run
+                pass
+        return plan
+
+    def seen_again(self, key: tuple) -> bool:
+        """Record a sighting of ``key``; True when it was seen before (time to specialize)."""
+        with self.lock:
+            if key in self.seen:
+                del self.seen[key]
+                return True
+            self.seen[key] = None
+            while len(self.seen) > self.SEEN:
+                self.seen.popitem(last=False)
+            return False
+
+    def put(self, key: tuple, plan: Plan) -> None:
+        with self.lock:
+            self.plans[key] = plan
+            while len(self.plans) > self.size:
+                self.plans.popitem(last=False)
+
+
+class _Capture(Observer):
+    """Keeps the outputs of the given value names during one observed run."""
+
+    def __init__(self, names: set[str]):
+        self.names = names
+        self.values: dict[str, Any] = {}
+
+    def after(self, node, inputs, outputs, seconds):
+        for name, out in zip(node.outputs, outputs):
+            if name in self.names:
+                self.values[name] = out
+
+
+def _agree(computed: Any, folded: np.ndarray) -> np.ndarray | None:
+    """The constant to keep for a folded value, given what the generic plan computed for it:
+    ``folded`` when they are bitwise equal; a frozen copy of ``computed`` when they are floats
+    that differ by rounding only (a kernel in the generic plan, the reference op in folding:
+    keeping the generic plan's bits keeps the outputs bitwise identical); None when they
+    disagree (a value the specialization should not have folded)."""
+    if isinstance(computed, np.generic):
+        computed = np.asarray(computed)
+    if not isinstance(computed, np.ndarray) or computed.dtype != folded.dtype or computed.shape != folded.shape:
+        return None
+    if computed.dtype == object:
+        return folded if np.array_equal(computed, folded) else None
+    if np.ascontiguousarray(computed).tobytes() == np.ascontiguousarray(folded).tobytes():
+        return folded
+    if computed.dtype.kind in "fc" and np.allclose(computed, folded, rtol=1e-5, atol=1e-6, equal_nan=True):
+        kept = computed.copy()
+        kept.flags.writeable = False
+        return kept
+    return None
+
+
+def _signature(feeds: Mapping[str, Any]) -> tuple | None:
+    """``((name, shape, dtype), ...)`` of the feeds, sorted by name; None if one is not an array."""
+    key = []
+    for name in sorted(feeds):
+        x = feeds[name]
+        if type(x) is not np.ndarray:
+            return None
+        key.append((name, x.shape, x.dtype.str))
+    return tuple(key)
+
+
+def _worth_specializing(graph: Graph) -> bool:
+    """Only a graph that turns shapes into data (Shape/Size) and has an input of a dim not fixed
+    in the model can gain from knowing the feeds' shapes."""
+    from minirt.passes.specialize import has_shape_nodes
+
+    if not has_shape_nodes(graph):
+        return False
+    return any(v.kind == "tensor" and (v.shape is None or not all(isinstance(d, int) and d > 0 for d in v.shape))
+               for v in graph.feed_inputs())
 
 
 def _check_dtype(name: str, v: Value, x: np.ndarray) -> None:
