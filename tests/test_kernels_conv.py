@@ -121,3 +121,21 @@ def test_strided_im2col_matches_reference_windows():
         x, w = _rand(rng, (1, 3, 17, 15)), _rand(rng, (4, 3, 7, 7))
         attrs = dict(strides=[s, s], pads=[p, p, p, p])
         _close(kconv.Conv(x, w, **attrs), rconv.Conv(x, w, **attrs))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("group", [1, 2])
+@pytest.mark.parametrize("bias", [False, True])
+def test_bands_of_output_rows_match_reference(monkeypatch, stride, group, bias):
+    """Big images are cut into bands of output rows shared by the threads: force a band per
+    row (and a few rows per band) on a small image, both column builders, groups, batch 2."""
+    rng = np.random.default_rng(4)
+    x, w = _rand(rng, (2, 4, 11, 13)), _rand(rng, (6, 4 // group, 3, 3))
+    b = _rand(rng, (6,)) if bias else None
+    attrs = dict(pads=[1, 2, 0, 1], strides=[stride, stride], group=group)
+    want = rconv.Conv(x, w, b, **attrs)
+    monkeypatch.setattr(kconv, "BAND_MIN_COLUMNS", 1)
+    monkeypatch.setattr(kconv, "blas_threads", lambda: 2)  # the banded path even on one core
+    for band_bytes in (1, 4 * 36 * 2 * 15):  # one output row a band; two rows a band
+        monkeypatch.setattr(kconv, "BAND_BYTES", band_bytes)
+        _close(kconv.Conv(x, w, b, **attrs), want)

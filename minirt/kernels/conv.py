@@ -40,7 +40,7 @@ import numba
 import numpy as np
 
 from minirt.kernels._jit import renamed
-from minirt.kernels.gemm import matmul
+from minirt.kernels.gemm import blas_threads, matmul, run_blas_pieces
 from minirt.ops.conv import Conv as Conv_reference
 from minirt.ops.conv import _window_pads
 from minirt.registry import kernel
@@ -249,6 +249,8 @@ def shifted_gemm(x, W, pt, pl, out_shape):
 
 
 WIDE_MAX_EXTRA = 0.25  # stride-1 convs take the run copy while it adds at most 25% GEMM columns
+BAND_BYTES = 1 << 20  # the columns of one band of output rows: about one core's L2 cache (1 MiB)
+BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slow on thin products
 
 
 def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
@@ -284,25 +286,41 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
             y += bias
         return y
     Hp, Wp = oh + (kh - 1) * dh, ow + (kw - 1) * dw  # the padded image a stride-1 conv reads
-    if sh == sw == 1 and Wp - ow <= WIDE_MAX_EXTRA * ow:  # stride 1: runs of the padded image
-        L = oh * Wp  # outputs over the padded width
+    runs = sh == sw == 1 and Wp - ow <= WIDE_MAX_EXTRA * ow  # stride 1: runs of the padded image
+    width = Wp if runs else ow  # columns per output row (over the padded width for the runs)
+    xps = [padded_flat(X[n], ph, pw, Hp, Wp) for n in range(N)] if runs else None  # [C, (Hp+1)*Wp]
+
+    def band(n, oy0, oy1, gemm):
+        """Output rows [oy0, oy1) of image n: their columns, then one GEMM."""
+        L = (oy1 - oy0) * width
         cols = np.empty((C * kh * kw, L), dtype=X.dtype)
-        wide = np.empty((M, oh, Wp), dtype=X.dtype)
-        for n in range(N):
-            wide_columns(padded_flat(X[n], ph, pw, Hp, Wp), kh, kw, dh, dw, Wp, L, cols)  # [C*K, L]
-            matmul(w, cols.reshape(G, K, L), out=wide.reshape(G, M // G, L))  # [G, M/G, K] @ [G, K, L]
-            if bias is None:  # drop the columns computed over the right padding
-                np.copyto(y[n], wide[:, :, :ow])  # [M, oh, Wp] -> [M, oh, ow]
+        if runs:  # the runs start oy0 padded rows further on
+            wide_columns(xps[n][:, oy0 * Wp:], kh, kw, dh, dw, Wp, L, cols)  # [C*K, L]
+            out = np.empty((M, oy1 - oy0, Wp), dtype=X.dtype)
+        else:  # im2col of rows [oy0, oy1): the same windows with oy0*sh fewer rows of top padding
+            im2col(X[n], cols, kh, kw, sh, sw, ph - oy0 * sh, pw, dh, dw, oy1 - oy0, ow)  # [C*K, L]
+            out = y[n, :, oy0:oy1, :]  # written in place: BLAS takes the strided view
+        # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L]
+        gemm(w, cols.reshape(G, K, L), out=out.reshape(G, M // G, L))
+        if runs:  # drop the columns computed over the right padding (and add the bias on the way)
+            if bias is None:
+                np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wp] -> [M, rows, ow]
             else:
-                np.add(wide[:, :, :ow], bias, out=y[n])  # ... and add the bias on the way
-        return y
-    cols = np.empty((C * kh * kw, oh * ow), dtype=X.dtype)
-    for n in range(N):
-        im2col(X[n], cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)  # [C, H, W] -> [C*K, oh*ow]
-        # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L], written straight into y[n]
-        matmul(w, cols.reshape(G, K, oh * ow), out=y[n].reshape(G, M // G, oh * ow))  # BLAS: kernels/gemm.py
-    if bias is not None:
-        y += bias  # in place: no second output array
+                np.add(out[:, :, :ow], bias, out=y[n, :, oy0:oy1])
+        elif bias is not None:
+            y[n, :, oy0:oy1] += bias
+
+    # Big images are cut into bands of output rows whose columns fit one core's cache
+    # (BAND_BYTES); each thread takes bands, copies their columns and multiplies them with
+    # single-threaded BLAS: the copy runs on every core too, and the GEMM reads columns that are
+    # still in cache instead of a matrix of up to 100 MB (VGG's 224x224x64 3x3 layer).
+    rows = max(1, BAND_BYTES // (C * kh * kw * width * X.itemsize), -(-BAND_MIN_COLUMNS // width))
+    if blas_threads() > 1 and N * -(-oh // rows) >= 2 and rows < oh:
+        run_blas_pieces([lambda n=n, r=r: band(n, r, min(oh, r + rows), np.matmul)
+                         for n in range(N) for r in range(0, oh, rows)])
+    else:  # one image at a time, BLAS on every core (kernels/gemm.py)
+        for n in range(N):
+            band(n, 0, oh, matmul)
     return y
 
 

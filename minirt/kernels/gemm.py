@@ -147,6 +147,27 @@ def run_pieces(pieces, threads: int) -> None:
     job.wait()
 
 
+def blas_threads() -> int:
+    """The threads BLAS may use now (``InferenceSession(threads=N)`` caps it); 1 if not OpenBLAS."""
+    blas = _openblas()
+    return blas.get_num_threads() if blas else 1
+
+
+def run_blas_pieces(pieces) -> None:
+    """``run_pieces`` on every BLAS thread, each piece's BLAS calls single-threaded: for work cut
+    into independent pieces that each copy and multiply (a conv's bands of output rows)."""
+    blas = _openblas()
+    threads = blas.get_num_threads() if blas else 1
+    if threads <= 1 or len(pieces) <= 1:
+        run_pieces(pieces, 1)
+        return
+    blas.set_num_threads(1)
+    try:
+        run_pieces(pieces, threads)
+    finally:
+        blas.set_num_threads(threads)
+
+
 def matmul(a, b, out=None):
     """``np.matmul(a, b, out=out)`` for 2-D or batched float arrays, pieces on every BLAS thread."""
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
