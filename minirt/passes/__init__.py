@@ -34,6 +34,7 @@ from minirt.passes.cse import eliminate_common_subexpressions
 from minirt.passes.fold import fold_constants
 from minirt.passes.fuse import fold_conv_batchnorm, fuse_elementwise, fuse_matmul_add
 from minirt.passes.quant import fuse_dynamic_matmul, fuse_qdq
+from minirt.passes.specialize import specialize_shapes  # not a level pass: the session calls it per input shapes
 
 Pass = Callable[[Graph], Graph]
 
@@ -167,4 +168,5 @@ __all__ = [
     "optimize_with_report",
     "remove_dead_nodes",
     "remove_identity",
+    "specialize_shapes",
 ]
