@@ -168,16 +168,17 @@ def test_gemm_pieces_match_numpy(M, K, N, batch, with_out, dtype, seed):
     """kernels/gemm.matmul cut into pieces (forced: no size minimum) is np.matmul."""
     rng = np.random.default_rng(seed)
     a, b = _rand(rng, batch + (M, K), dtype), _rand(rng, (K, N), dtype)
-    old = (kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER, kgemm._own_after)
+    names = ("OPENBLAS_SERIAL_FLOPS", "SPLIT_MIN_FLOPS", "PIECES_MIN_FLOPS", "MIN_PIECE", "MIN_OTHER", "_own_after")
+    old = [getattr(kgemm, n) for n in names]
     # no size minimum, and OpenBLAS's own threads "starved" for ever: always the pieces
-    kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER = 0, 0, 1, 1
-    kgemm._own_after = float("inf")
+    for name, value in zip(names, (0, 0, 0, 1, 1, float("inf"))):
+        setattr(kgemm, name, value)
     try:
         out = np.full(batch + (M, N), np.nan, dtype) if with_out else None
         got = kgemm.matmul(a, b, out)
     finally:
-        (kgemm.OPENBLAS_SERIAL_FLOPS, kgemm.SPLIT_MIN_FLOPS, kgemm.MIN_PIECE, kgemm.MIN_OTHER,
-         kgemm._own_after) = old
+        for name, value in zip(names, old):
+            setattr(kgemm, name, value)
     assert got.dtype == dtype and (out is None or got is out)
     _close(got, np.matmul(a, b), 1e-5)
 

@@ -16,20 +16,23 @@ onnxruntime (whose thread pool lets the caller do the work nobody picked up). So
 - a matrix-vector-like product (fewer than ``MIN_OTHER`` rows or columns: a fully connected
   layer at batch 1) keeps OpenBLAS's own threads — it is memory-bound, and OpenBLAS's gemv path
   would round the columns of different pieces differently;
-- a big one (from ``OWN_MIN_FLOPS``, 50 MFLOP) runs on **OpenBLAS's own threads while they get
-  the cores**: each such call reads the wall clock and the calling thread's CPU clock before and
-  after (~1 us each). OpenBLAS's caller computes its share, then spins until the helper threads
-  are done, so on cores of its own it is on the CPU the whole call; if it got less than
-  ``HEALTHY_CPU`` of the wall time, it was descheduled or yielded to another process (others
-  share the machine). A call more than ``SLOW_FACTOR`` x slower than the fastest of its shape
-  counts as starved too: with one other busy process, the caller keeps its core (spinning)
-  while OpenBLAS's helper shares the other one. After a starved call the next ``_backoff``
-  seconds use the pieces below instead (1 s, doubling to 16 s while it goes on, halved by each
-  good call). Measured on 2 cores, a 64x576x3136 product: the CPU/wall ratio is >= 0.88 in
-  every call on a quiet machine; with one or two busy processes beside it, 20-30% of the calls
-  fall below 0.8, and those take 28-40 ms instead of 1.3. On a quiet machine OpenBLAS's own
-  split is 25-50% faster than the pieces (it packs the shared matrix once); on a busy one a
-  starved call costs at most one time slice, then the pieces;
+- anything bigger (from ``OWN_MIN_FLOPS`` = ``SPLIT_MIN_FLOPS``) runs on **OpenBLAS's own
+  threads while they get the cores**: each such call reads the wall clock and the calling
+  thread's CPU clock before and after (~1 us each). OpenBLAS's caller computes its share, then
+  spins until the helper threads are done, so on cores of its own it is on the CPU the whole
+  call; if it got less than ``HEALTHY_CPU`` of the wall time, it was descheduled or yielded to
+  another process (others share the machine). A big call (from ``SLOW_CHECK_FLOPS``) more than
+  ``SLOW_FACTOR`` x slower than the fastest of its shape counts as starved too: with one other
+  busy process, the caller keeps its core (spinning) while OpenBLAS's helper shares the other
+  one. After a starved call the next ``_backoff`` seconds run products without OpenBLAS's
+  threads (1 s, doubling to 16 s while it goes on, halved by each good call): below
+  ``PIECES_MIN_FLOPS`` on the calling thread alone, above it in the pieces below. Measured on
+  2 cores, a 64x576x3136 product: the CPU/wall ratio is >= 0.88 in every call on a quiet
+  machine; with one or two busy processes beside it, 20-30% of the calls fall below 0.8, and
+  those take 28-40 ms instead of 1.3. On a quiet machine OpenBLAS's own split beats the pieces
+  at every size (2x on 4.7 MFLOP — a helper thread costs ~50 us to hand work to — 1.0-1.5x
+  from 50 MFLOP: it packs the shared matrix once); on a busy one a starved call costs at most
+  one time slice, then the fallback;
 - otherwise it is cut into ``CHUNKS_PER_THREAD`` x threads pieces along its widest output axis
   (columns, or rows when there are few columns); each piece is one single-threaded BLAS call.
   The calling thread and the helper threads take pieces from a shared counter until none is
@@ -58,6 +61,10 @@ MIN_OTHER = 16  # rows (or columns) the pieces must keep: fewer is a matrix-vect
 OWN_MIN_FLOPS = SPLIT_MIN_FLOPS  # OpenBLAS's own threads from here, unless they were starved
 #                     lately: on a quiet machine they beat the pieces at every size (measured
 #                     2x on 4.7 MFLOP, 1.0-1.05x from 50 MFLOP), and a starved call is detected
+PIECES_MIN_FLOPS = 2e7  # backed off from OpenBLAS's threads, smaller products run on one thread:
+#                     handing pieces to a helper thread costs ~50 us (measured at load 1.6 on a
+#                     16x144x1088 product: one thread p50 71 us, pieces 114, own threads 44 but
+#                     a mean of 935 from the calls that waited for a descheduled thread)
 SLOW_CHECK_FLOPS = 5e7  # only products this big compare their time to the fastest of their shape:
 #                     a small one is often 1.6x slower for reasons that are not other processes
 HEALTHY_CPU = 0.8  # the calling thread's CPU time / wall time of an own-threaded call, at least
@@ -193,8 +200,8 @@ def matmul(a, b, out=None):
     if threads > 1:
         blas.set_num_threads(1)  # every BLAS call below runs on the thread that makes it
     try:
-        if threads <= 1 or flops < SPLIT_MIN_FLOPS or n_pieces < 2:
-            return np.matmul(a, b, out=out)
+        if threads <= 1 or flops < PIECES_MIN_FLOPS or n_pieces < 2:
+            return np.matmul(a, b, out=out)  # one thread: small, or backed off and not worth pieces
         step = -(-width // n_pieces)
         if by_columns:  # out[..., j0:j1] = a @ b[..., j0:j1]
             pieces = [lambda j=j: np.matmul(a, b[..., j:j + step], out=out[..., j:j + step])
