@@ -36,6 +36,8 @@ tested against the reference but not used by default (it is ~100x slower than BL
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -324,25 +326,38 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
     return y
 
 
+@functools.lru_cache(maxsize=1024)
+def _geometry(x_shape, w_shape, auto_pad, strides, dilations, pads):
+    """(strides, dilations, out_shape, begin pads) of a 2-D conv (1-D as height 1), worked out once
+    per input shape and attributes: the same node sees the same shapes run after run."""
+    if len(x_shape) == 3:  # [N, C, L] -> [N, C, 1, L]: a 1-D conv is a 2-D conv of height 1
+        x_shape, w_shape = x_shape[:2] + (1,) + x_shape[2:], w_shape[:2] + (1,) + w_shape[2:]
+        strides, dilations = (1,) + (strides or (1,)), (1,) + (dilations or (1,))
+        pads = None if pads is None else (0, pads[0], 0, pads[1])
+    strides, dilations = list(strides or (1, 1)), list(dilations or (1, 1))
+    out_shape, begin, _, _ = _window_pads(x_shape[2:], w_shape[2:], strides, dilations, pads, auto_pad)
+    return strides, dilations, tuple(out_shape), begin
+
+
+def _tuple(v):
+    return None if v is None else tuple(v)
+
+
 @kernel("Conv", since=1)
 def Conv(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
          pads=None, strides=None):
     """Fast Conv: 1-D and 2-D float32/float64; other cases run the reference ``minirt.ops.conv.Conv``."""
-    args = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                pads=pads, strides=strides)
     if (X.ndim not in (3, 4) or X.dtype not in _FAST_DTYPES or W.dtype != X.dtype
-            or (B is not None and B.dtype != X.dtype) or X.shape[1] != W.shape[1] * group):
-        return Conv_reference(X, W, B, **args)
-    one_d = X.ndim == 3
-    if one_d:  # [N, C, L] -> [N, C, 1, L]: a 1-D conv is a 2-D conv of height 1
-        X, W = X[:, :, None, :], W[:, :, None, :]
-        strides = [1] + list(strides or [1])
-        dilations = [1] + list(dilations or [1])
-        pads = None if pads is None else [0, pads[0], 0, pads[1]]
-    strides = list(strides or [1, 1])
-    dilations = list(dilations or [1, 1])
-    out_shape, begin, end, _ = _window_pads(X.shape[2:], W.shape[2:], strides, dilations, pads, auto_pad)
+            or (B is not None and B.dtype != X.dtype) or X.shape[1] != W.shape[1] * group
+            or W.ndim != X.ndim):
+        return Conv_reference(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group,
+                              kernel_shape=kernel_shape, pads=pads, strides=strides)
+    strides2, dilations2, out_shape, begin = _geometry(X.shape, W.shape, auto_pad, _tuple(strides),
+                                                       _tuple(dilations), _tuple(pads))
     if min(out_shape) <= 0 or X.shape[0] == 0:
-        return Conv_reference(X[:, :, 0] if one_d else X, W[:, :, 0] if one_d else W, B, **args)
-    y = conv2d(X, W, B, strides, begin, dilations, group, out_shape)
-    return y[:, :, 0, :] if one_d else y  # [N, M, 1, L] -> [N, M, L]
+        return Conv_reference(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group,
+                              kernel_shape=kernel_shape, pads=pads, strides=strides)
+    if X.ndim == 3:  # [N, C, L] -> [N, C, 1, L] (a view)
+        y = conv2d(X[:, :, None, :], W[:, :, None, :], B, strides2, begin, dilations2, group, out_shape)
+        return y[:, :, 0, :]  # [N, M, 1, L] -> [N, M, L]
+    return conv2d(X, W, B, strides2, begin, dilations2, group, out_shape)
