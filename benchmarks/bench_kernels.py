@@ -53,6 +53,25 @@ CASES = [
     ("LayerNorm 512x768", "LayerNormalization", 17, [f32(512, 768), f32(768), f32(768)], {}, 1),
     ("MaxPool 3x3 s2 64 @112", "MaxPool", 13, [f32(1, 64, 112, 112)], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), 1),
     ("AveragePool 3x3 64 @56", "AveragePool", 13, [f32(1, 64, 56, 56)], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 1),
+    # the pools and LRNs of the CNNs of onnx's light model zoo, at batch 1. "MaxPool Y" is the
+    # Y-only minirt.MaxPool that the graph passes run for a MaxPool whose Indices nobody reads
+    ("MaxPool Y 3x3 s2 64 @111 (squeezenet)", "MaxPool", 13, [f32(1, 64, 111, 111)], dict(kernel_shape=[3, 3], strides=[2, 2]), 1),
+    ("MaxPool Y 3x3 s2 64 @112 (inception_v1)", "MaxPool", 13, [f32(1, 64, 112, 112)], dict(kernel_shape=[3, 3], strides=[2, 2]), 1),
+    ("MaxPool Y 3x3 s2 24 @112 p1 (shufflenet)", "MaxPool", 13, [f32(1, 24, 112, 112)], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), 1),
+    ("MaxPool Y 3x3 s2 192 @56 p0011 (incep_v2)", "MaxPool", 13, [f32(1, 192, 56, 56)], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1]), 1),
+    ("MaxPool Y 3x3 s1 p1 256 @27 (inception_v1)", "MaxPool", 13, [f32(1, 256, 27, 27)], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 1),
+    ("MaxPool Y 3x3 s1 p1 832 @6 (inception_v1)", "MaxPool", 13, [f32(1, 832, 6, 6)], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 1),
+    ("MaxPool Y 2x2 s2 16 @16 (tiny)", "MaxPool", 13, [f32(1, 16, 16, 16)], dict(kernel_shape=[2, 2], strides=[2, 2]), 1),
+    ("MaxPool Y 3x3 s2 16 @16 (tiny)", "MaxPool", 13, [f32(1, 16, 16, 16)], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), 1),
+    ("AveragePool 3x3 s1 p1 256 @28 (incep_v2)", "AveragePool", 13, [f32(1, 256, 28, 28)], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 1),
+    ("AveragePool 3x3 s1 p1 576 @14 (incep_v2)", "AveragePool", 13, [f32(1, 576, 14, 14)], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 1),
+    ("AveragePool 3x3 s1 p1 cip 1024 @7", "AveragePool", 13, [f32(1, 1024, 7, 7)], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1), 1),
+    ("AveragePool 3x3 s2 p1 272 @14 (shufflenet)", "AveragePool", 13, [f32(1, 272, 14, 14)], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), 1),
+    ("AveragePool 7x7 544 @7 (shufflenet)", "AveragePool", 13, [f32(1, 544, 7, 7)], dict(kernel_shape=[7, 7]), 1),
+    ("AveragePool 2x2 s2 16 @16 (tiny)", "AveragePool", 13, [f32(1, 16, 16, 16)], dict(kernel_shape=[2, 2], strides=[2, 2]), 1),
+    ("LRN size 5 192 @55 (inception_v1)", "LRN", 13, [f32(1, 192, 55, 55)], dict(size=5, alpha=1e-4, beta=0.75, bias=1.0), 1),
+    ("LRN size 5 64 @55 (inception_v1)", "LRN", 13, [f32(1, 64, 55, 55)], dict(size=5, alpha=1e-4, beta=0.75, bias=1.0), 1),
+    ("LRN size 5 16 @16 (tiny)", "LRN", 13, [f32(1, 16, 16, 16)], dict(size=5, alpha=1e-4, beta=0.75, bias=1.0), 1),
     ("MatMulInteger u8 512x768 @ s8 768x768", "MatMulInteger", 13,
      [q(np.uint8, 512, 768), q(np.int8, 768, 768), s(128, np.uint8), s(0, np.int8)], {}, 1),
     ("QLinearMatMul u8 512x768 @ u8 768x768", "QLinearMatMul", 13,
@@ -99,16 +118,18 @@ def main():
     parser.add_argument("--only", default="", help="run only the cases whose name contains this")
     args = parser.parse_args()
     fp32_matmul = None
-    print(f"{'case':40s} {'kernel ms':>10s} {'ref ms':>10s} {'ORT ms':>10s} {'k/ref':>7s} {'k/ORT':>7s}")
+    print(f"{'case':44s} {'kernel ms':>10s} {'ref ms':>10s} {'ORT ms':>10s} {'k/ref':>7s} {'k/ORT':>7s}")
     for name, op_type, opset, inputs, attrs, n_out in CASES:
         if args.only and args.only not in name:
             continue
         fast = registry.lookup("", op_type, opset, kernels=True).fn
         ref = registry.lookup("", op_type, opset, kernels=False).fn
+        if name.startswith("MaxPool Y"):  # the Y-only minirt.MaxPool (the reference returns Y and Indices)
+            fast = registry.lookup("minirt", "MaxPool", 1, kernels=True).fn
         assert fast is not ref, f"no kernel registered for {op_type}"
         (k, r, o), (kb, rb, ob) = median_times([lambda: fast(*inputs, **attrs), lambda: ref(*inputs, **attrs),
                                                 ort_session(op_type, opset, inputs, attrs, n_out)], args.repeats)
-        print(f"{name:40s} {k * 1e3:10.3f} {r * 1e3:10.3f} {o * 1e3:10.3f} {k / r:7.2f} {k / o:7.2f}"
+        print(f"{name:44s} {k * 1e3:10.3f} {r * 1e3:10.3f} {o * 1e3:10.3f} {k / r:7.2f} {k / o:7.2f}"
               f"   best: {kb * 1e3:.3f} {rb * 1e3:.3f} {ob * 1e3:.3f}", flush=True)
         if name.startswith("MatMul "):
             fp32_matmul = k

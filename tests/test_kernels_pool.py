@@ -1,0 +1,114 @@
+"""The row-pass pool kernels (minirt/kernels/pool.py) against the reference ops, both the serial
+and the parallel (chunked) kernels, on random shapes, strides, pads, ceil_mode and input views."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minirt.kernels import pool as kpool
+from minirt.ops import pool as rpool
+
+SETTINGS = settings(deadline=None, max_examples=40)
+
+
+@st.composite
+def configs(draw):
+    nd = draw(st.integers(1, 2))
+    kernel = [draw(st.integers(1, 4)) for _ in range(nd)]
+    strides = [draw(st.integers(1, 3)) for _ in range(nd)]
+    spatial = [draw(st.integers(k, k + 9)) for k in kernel]
+    auto_pad = draw(st.sampled_from(["NOTSET", "NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    attrs = dict(kernel_shape=kernel, strides=strides, auto_pad=auto_pad)
+    if auto_pad == "NOTSET":
+        attrs["pads"] = [draw(st.integers(0, k - 1)) for k in kernel for _ in range(1)] + \
+                        [draw(st.integers(0, k - 1)) for k in kernel]
+        attrs["ceil_mode"] = draw(st.integers(0, 1))
+    N, C = draw(st.integers(1, 2)), draw(st.integers(1, 5))
+    return N, C, spatial, attrs, draw(st.booleans()), draw(st.integers(0, 2**31))
+
+
+def _input(rng, N, C, spatial, view, dtype=np.float32):
+    x = rng.uniform(-1, 1, (N, C + 1, *spatial)).astype(dtype) if dtype == np.float32 else \
+        rng.integers(1, 6, (N, C + 1, *spatial)).astype(dtype)
+    return x[:, 1:] if view else np.ascontiguousarray(x[:, 1:])  # a non-contiguous view, or not
+
+
+def _plan(x, attrs):
+    return kpool._plan(x, attrs["kernel_shape"], attrs["strides"], None, attrs.get("pads"),
+                       attrs["auto_pad"], attrs.get("ceil_mode", 0))
+
+
+@SETTINGS
+@given(configs(), st.sampled_from([np.float32, np.int8, np.uint8, np.int64]), st.integers(1, 3))
+def test_max_pool_rows_match_reference(cfg, dtype, chunks):
+    N, C, spatial, attrs, view, seed = cfg
+    x = _input(np.random.default_rng(seed), N, C, spatial, view, dtype)
+    want = rpool.MaxPool(x, **attrs)[0]
+    got = kpool.max_pool_values(x, **attrs)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    xx, (kh, kw), (sh, sw), (oh, ow), begin, _ = _plan(x, attrs)
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    for rows in (kpool.max_pool_rows, kpool.max_pool_rows_serial):  # both size regimes, any chunking
+        y = np.empty((xx.shape[0], xx.shape[1], oh, ow), x.dtype)
+        rows(xx, y, kh, kw, sh, sw, begin[0], begin[1], x.dtype.type(low), min(chunks, N * C))
+        np.testing.assert_array_equal(y.reshape(want.shape), want)
+
+
+@SETTINGS
+@given(configs(), st.integers(0, 1), st.sampled_from([np.float32, np.float64]), st.integers(1, 3))
+def test_avg_pool_rows_match_reference(cfg, count_include_pad, dtype, chunks):
+    N, C, spatial, attrs, view, seed = cfg
+    x = _input(np.random.default_rng(seed), N, C, spatial, view).astype(dtype)
+    want = rpool.AveragePool(x, count_include_pad=count_include_pad, **attrs)
+    got = kpool.AveragePool(x, count_include_pad=count_include_pad, **attrs)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    xx, (kh, kw), (sh, sw), (oh, ow), begin, end = _plan(x, attrs)
+    for rows in (kpool.avg_pool_rows, kpool.avg_pool_rows_serial):
+        y = np.empty((xx.shape[0], xx.shape[1], oh, ow), dtype)
+        rows(xx, y, kh, kw, sh, sw, begin[0], begin[1], end[0], end[1], count_include_pad, min(chunks, N * C))
+        np.testing.assert_allclose(y.reshape(want.shape), want, rtol=1e-5, atol=1e-6)
+
+
+CNN_POOLS = [  # the CNN shapes (channels cut down), big enough for the parallel kernels
+    ((1, 8, 111, 111), dict(kernel_shape=[3, 3], strides=[2, 2])),
+    ((1, 8, 112, 112), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    ((1, 24, 56, 56), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1])),
+    ((1, 48, 27, 27), dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+    ((1, 64, 28, 28), dict(kernel_shape=[2, 2], strides=[2, 2])),
+    ((2, 400, 7, 7), dict(kernel_shape=[7, 7])),
+    ((1, 40, 30, 30), dict(kernel_shape=[3, 3], strides=[3, 3], ceil_mode=1)),
+]
+
+
+def test_cnn_shapes_parallel_match_reference():
+    rng = np.random.default_rng(0)
+    for shape, attrs in CNN_POOLS:
+        x = rng.standard_normal(shape).astype(np.float32)
+        assert x.size >= kpool.PARALLEL_MIN
+        np.testing.assert_array_equal(kpool.max_pool_values(x, **attrs), rpool.MaxPool(x, **attrs)[0])
+        for cip in (0, 1):
+            np.testing.assert_allclose(kpool.AveragePool(x, count_include_pad=cip, **attrs),
+                                       rpool.AveragePool(x, count_include_pad=cip, **attrs), rtol=1e-5, atol=1e-6)
+
+
+def test_nan_wins_and_infinities():
+    rng = np.random.default_rng(1)
+    for shape, attrs in CNN_POOLS[:4] + [((1, 2, 9, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 50)] = np.nan
+        flat[rng.integers(0, flat.size, 20)] = -np.inf
+        flat[rng.integers(0, flat.size, 20)] = np.inf
+        np.testing.assert_array_equal(kpool.max_pool_values(x, **attrs), rpool.MaxPool(x, **attrs)[0])
+
+
+def test_size_one_dims():
+    x = np.random.default_rng(2).standard_normal((1, 1, 1, 5)).astype(np.float32)
+    for attrs in (dict(kernel_shape=[1, 3], strides=[1, 2]), dict(kernel_shape=[1, 1]),
+                  dict(kernel_shape=[1, 2], pads=[0, 1, 0, 1], ceil_mode=1)):
+        np.testing.assert_array_equal(kpool.max_pool_values(x, **attrs), rpool.MaxPool(x, **attrs)[0])
+        np.testing.assert_allclose(kpool.AveragePool(x, **attrs), rpool.AveragePool(x, **attrs), rtol=1e-6)
