@@ -354,16 +354,25 @@ class _SpecializedPlans:
 
     A signature is specialized on its *second* sighting only: a generation loop whose KV cache
     grows every step sees every shape once, and must not pay a rebuild per step.
+
+    It also stops building when the LRU thrashes: a workload cycling through more signatures
+    than it holds (the same long generation, request after request) would rebuild plans that
+    are evicted before they pay back. Once more than ``size`` plans left the LRU having served
+    fewer than ``PAYBACK`` runs each, no new plan is built (the ones held are still used).
     """
 
     SEEN = 64  # signatures remembered as seen once
+    PAYBACK = 16  # runs a plan must serve before eviction for its build to count as worth it
 
     def __init__(self, size: int):
         if size < 0:
             raise ValueError(f"specialize must be a number of plans >= 0, got {size}")
         self.size = size
         self.plans: OrderedDict[tuple, Plan] = OrderedDict()
+        self.hits: dict[tuple, int] = {}
         self.seen: OrderedDict[tuple, None] = OrderedDict()
+        self.wasted = 0  # plans evicted before they served PAYBACK runs
+        self.building = True
         self.lock = threading.Lock()
 
     def get(self, key: tuple) -> Plan | None:
@@ -371,12 +380,15 @@ class _SpecializedPlans:
         if plan is not None:
             try:
                 self.plans.move_to_end(key)
+                self.hits[key] += 1
             except KeyError:  # evicted meanwhile by another thread: still usable for this run
                 pass
         return plan
 
     def seen_again(self, key: tuple) -> bool:
         """Record a sighting of ``key``; True when it was seen before (time to specialize)."""
+        if not self.building:
+            return False
         with self.lock:
             if key in self.seen:
                 del self.seen[key]
@@ -389,8 +401,14 @@ class _SpecializedPlans:
     def put(self, key: tuple, plan: Plan) -> None:
         with self.lock:
             self.plans[key] = plan
+            self.hits[key] = 0
             while len(self.plans) > self.size:
-                self.plans.popitem(last=False)
+                old, _ = self.plans.popitem(last=False)
+                if self.hits.pop(old, 0) < self.PAYBACK:
+                    self.wasted += 1
+            if self.wasted > self.size:
+                self.building = False
+                self.seen.clear()
 
 
 class _Capture(Observer):

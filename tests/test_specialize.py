@@ -355,3 +355,37 @@ def test_rules_refuse_what_is_not_provable():
     for op in ("NonZero", "Compress", "Unique", "TopK", "Range", "ConstantOfShape", "Loop", "If", "Resize"):
         assert not [s for s in output_shapes(Node(op, ["x", "t"], ["y"]), shapes, {}, 17) if s is not None], op
     assert output_shapes(Node("Foo", ["x"], ["y"], domain="com.example"), shapes, {}, 17) == []
+
+
+def test_a_thrashing_cycle_stops_building():
+    """More signatures in a cycle than the LRU holds (a long generation, request after request):
+    plans would be evicted before paying back, so building stops after a few wasted builds."""
+    sess = minirt.InferenceSession(ROOT / "models" / "gpt2_tiny.onnx", specialize=2)
+    built = []
+    real = sess._specialize
+
+    def counting(key, feeds):
+        built.append(key)
+        return real(key, feeds)
+
+    sess._specialize = counting
+    generic = minirt.InferenceSession(ROOT / "models" / "gpt2_tiny.onnx", specialize=False)
+    for request in range(8):
+        for seq in range(1, 7):
+            feeds = {"input_ids": np.full((1, seq), request, np.int64)}
+            if request in (0, 7):
+                assert same(sess.run(None, feeds), generic.run(None, feeds))
+            else:
+                sess.run(None, feeds)
+    assert 0 < len(built) <= 2 * 3 + 2  # a few wasted builds, then none
+    assert not sess._specialized.building
+    assert len(sess.specialized_plans) == 2  # the plans held are still used
+
+
+def test_a_steady_workload_keeps_building():
+    sess = minirt.InferenceSession(ROOT / "models" / "gpt2_tiny.onnx", specialize=2)
+    for seq in (2, 3, 4, 5):  # each shape for a while: every plan pays back before eviction
+        for _ in range(20):
+            sess.run(None, {"input_ids": np.zeros((1, seq), np.int64)})
+    assert sess._specialized.building and sess._specialized.wasted == 0
+    assert [k[0][1] for k in sess.specialized_plans] == [(1, 4), (1, 5)]
