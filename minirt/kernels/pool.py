@@ -32,6 +32,8 @@ kernel) runs the reference.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -388,7 +390,7 @@ def max_pool_values(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel
                                  strides=strides)[0]
     x, (kh, kw), (sh, sw), (oh, ow), begin, _ = plan
     y = np.empty((x.shape[0], x.shape[1], oh, ow), dtype=X.dtype)
-    low = -np.inf if X.dtype.kind == "f" else np.iinfo(X.dtype).min
+    low = -math.inf if X.dtype.kind == "f" else int(np.iinfo(X.dtype).min)
     rows, chunks = _rows_and_chunks(x, max_pool_rows, max_pool_rows_serial)
-    rows(x, y, kh, kw, sh, sw, begin[0], begin[1], X.dtype.type(low), chunks)
+    rows(x, y, kh, kw, sh, sw, begin[0], begin[1], low, chunks)  # a Python number: NumPy scalars dispatch slowly
     return y.reshape(X.shape[:2] + y.shape[4 - (X.ndim - 2):])
