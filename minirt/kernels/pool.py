@@ -37,6 +37,7 @@ import math
 import numba
 import numpy as np
 
+from minirt.kernels._jit import renamed
 from minirt.ops.conv import _window_pads
 from minirt.ops.pool import AveragePool as AveragePool_reference
 from minirt.ops.pool import MaxPool as MaxPool_reference
@@ -284,9 +285,9 @@ def _avg_pool_rows(x, y, kh, kw, sh, sw, ph, pw, pad_h_end, pad_w_end, count_inc
 maxpool_loops = numba.njit(parallel=True, cache=True)(_maxpool_loops)  # MaxPool with Indices
 avgpool_loops = numba.njit(parallel=True, cache=True)(_avgpool_loops)  # the teaching loops (tests)
 max_pool_rows = numba.njit(parallel=True, cache=True)(_max_pool_rows)
-max_pool_rows_serial = numba.njit(cache=True)(_max_pool_rows)  # small inputs: no thread wake-up
+max_pool_rows_serial = numba.njit(cache=True)(renamed(_max_pool_rows, "serial"))  # small inputs: no thread wake-up
 avg_pool_rows = numba.njit(parallel=True, cache=True)(_avg_pool_rows)
-avg_pool_rows_serial = numba.njit(cache=True)(_avg_pool_rows)
+avg_pool_rows_serial = numba.njit(cache=True)(renamed(_avg_pool_rows, "serial"))  # (own Numba cache entry: _jit.py)
 PARALLEL_MIN = 1 << 15  # input elements: below this, waking Numba's threads costs more than it saves
 
 
