@@ -112,3 +112,17 @@ def test_size_one_dims():
                   dict(kernel_shape=[1, 2], pads=[0, 1, 0, 1], ceil_mode=1)):
         np.testing.assert_array_equal(kpool.max_pool_values(x, **attrs), rpool.MaxPool(x, **attrs)[0])
         np.testing.assert_allclose(kpool.AveragePool(x, **attrs), rpool.AveragePool(x, **attrs), rtol=1e-6)
+
+
+@SETTINGS
+@given(st.integers(0, 2), st.integers(1, 5), st.lists(st.integers(1, 6), min_size=1, max_size=3),
+       st.sampled_from([np.float32, np.float64]), st.booleans(), st.integers(0, 2**31))
+def test_global_average_pool_kernel_matches_reference(N, C, spatial, dtype, strided, seed):
+    """Any number of spatial axes, empty batches, non-contiguous views; same dtype and shape.
+    Tolerance: one sum of at most 216 values in another order than the reference's."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (N, C, *spatial[:-1], spatial[-1] * 2)).astype(dtype)
+    x = x[..., ::2] if strided else x[..., :spatial[-1]]
+    got, want = kpool.GlobalAveragePool(x), rpool.GlobalAveragePool(x)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

@@ -40,6 +40,7 @@ import numpy as np
 from minirt.kernels._jit import renamed
 from minirt.ops.conv import _window_pads
 from minirt.ops.pool import AveragePool as AveragePool_reference
+from minirt.ops.pool import GlobalAveragePool as GlobalAveragePool_reference
 from minirt.ops.pool import MaxPool as MaxPool_reference
 from minirt.registry import kernel
 
@@ -395,3 +396,19 @@ def max_pool_values(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel
     rows, chunks = _rows_and_chunks(x, max_pool_rows, max_pool_rows_serial)
     rows(x, y, kh, kw, sh, sw, begin[0], begin[1], low, chunks)  # a Python number: NumPy scalars dispatch slowly
     return y.reshape(X.shape[:2] + y.shape[4 - (X.ndim - 2):])
+
+
+@kernel("GlobalAveragePool", since=1)
+def GlobalAveragePool(X):
+    """Fast GlobalAveragePool for float32/float64: one sum along each (n, c) plane, then one divide.
+
+    The reference's ``X.mean(axis=(2, 3, ...), keepdims=True)`` reduces over several axes and
+    converts the result; on a plane flattened to one axis NumPy sums it in a single pass (4-5 us
+    instead of ~10 on the [1, 32, 8, 8] inputs of small CNNs, where it is most of the time)."""
+    if X.dtype not in _AVG_DTYPES or X.ndim < 3 or X.size == 0:
+        return GlobalAveragePool_reference(X)
+    N, C = X.shape[:2]
+    planes = X.reshape(N, C, -1)  # [N, C, *in] -> [N, C, L] (a view when X is contiguous)
+    y = np.add.reduce(planes, axis=2)  # [N, C]
+    y /= X.dtype.type(planes.shape[2])
+    return y.reshape((N, C) + (1,) * (X.ndim - 2))  # [N, C] -> [N, C, 1, ...]
