@@ -11,7 +11,13 @@ the best run is the one that was not preempted). onnxruntime runs with 2 intra-o
 from __future__ import annotations
 
 import argparse
+import os
 import time
+
+# Before NumPy loads OpenBLAS: its threads must not spin for ~0.1 s after minirt's products on
+# the cores onnxruntime is being timed on (that made onnxruntime up to 2x slower here; see
+# minirt/__init__.py and benchmarks/README.md).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
 
 import numpy as np
 import onnx

@@ -26,8 +26,14 @@ window and the throughput is in windows/s (x128 for characters/s). The two runti
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
+
+# Before NumPy loads OpenBLAS: its threads must not spin for ~0.1 s after minirt's products on
+# the cores onnxruntime is being timed on (that made onnxruntime up to 2x slower here; see
+# minirt/__init__.py and benchmarks/README.md).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
 
 import numpy as np
 import onnx

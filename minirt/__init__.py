@@ -6,6 +6,17 @@
     [y] = sess.run(None, {"x": x})
 """
 
+import os as _os
+
+# OpenBLAS's worker threads spin for 2**28 cycles (~0.1 s) after every multi-threaded product
+# before they sleep. minirt runs its own threads between products (Numba loops, bands of conv
+# columns); a spinning BLAS thread takes a core from them, and from onnxruntime when a benchmark
+# runs both. 2**18 cycles (~0.1 ms) keeps back-to-back products warm: measured on 2 cores,
+# minirt's Inception-v1 75 -> 49 ms, onnxruntime's ResNet-50 beside it 85 -> 39 ms. OpenBLAS
+# reads it when NumPy is first imported: it takes effect only if minirt is imported first (the
+# CLI, the benchmarks) or the variable is set in the environment; a user's own value wins.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
+
 from minirt.errors import InputError, MinirtError, ModelLoadError, NodeError, UnsupportedOpError
 from minirt.passes import OptimizeReport
 from minirt.registry import op, register_op
