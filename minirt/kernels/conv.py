@@ -251,8 +251,13 @@ def shifted_gemm(x, W, pt, pl, out_shape):
 
 
 WIDE_MAX_EXTRA = 0.25  # stride-1 convs take the run copy while it adds at most 25% GEMM columns
-BAND_BYTES = 1 << 20  # the columns of one band of output rows: about one core's L2 cache (1 MiB)
+BAND_BYTES = 2 << 20  # the columns of one band of output rows: about one core's L2 (1 MiB) x 2
 BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slow on thin products
+BAND_MIN_DEPTH = 512  # bands only for column matrices this deep (C*kh*kw): shallower products
+#                       (a 7x7 stem's 147, 32 channels' 288) lose more in single-threaded GEMMs
+#                       than the bands save. Measured, round-robin medians, quiet machine: 3x3
+#                       64->64 on 224x224 42.9 -> 27.0 ms, 64->128 on 112x112 15.5 -> 11.9,
+#                       64->192 on 56x56 4.8 -> 4.5; 3->64 7x7/2 on 224x224 2.8 -> 4.0 (so: no)
 
 
 def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
@@ -317,7 +322,7 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
     # single-threaded BLAS: the copy runs on every core too, and the GEMM reads columns that are
     # still in cache instead of a matrix of up to 100 MB (VGG's 224x224x64 3x3 layer).
     rows = max(1, BAND_BYTES // (C * kh * kw * width * X.itemsize), -(-BAND_MIN_COLUMNS // width))
-    if blas_threads() > 1 and N * -(-oh // rows) >= 2 and rows < oh:
+    if K >= BAND_MIN_DEPTH and blas_threads() > 1 and rows < oh:
         run_blas_pieces([lambda n=n, r=r: band(n, r, min(oh, r + rows), np.matmul)
                          for n in range(N) for r in range(0, oh, rows)])
     else:  # one image at a time, BLAS on every core (kernels/gemm.py)
