@@ -140,3 +140,38 @@ def test_bands_of_output_rows_match_reference(monkeypatch, stride, group, bias):
     for band_bytes in (1, 4 * 36 * 2 * 15):  # one output row a band; two rows a band
         monkeypatch.setattr(kconv, "BAND_BYTES", band_bytes)
         _close(kconv.Conv(x, w, b, **attrs), want)
+
+
+_PATHS = {  # name: (C, M, group, kernel, strides, image) picking one path of conv2d each
+    "depthwise": (6, 6, 6, 3, 1, 9), "shifted": (8, 3, 1, 3, 1, 9), "pointwise": (5, 7, 1, 1, 1, 9),
+    "runs": (4, 6, 1, 3, 1, 12), "im2col": (4, 6, 1, 3, 2, 11), "im2col 7x7": (3, 5, 1, 3, 1, 5),
+    "grouped runs": (4, 6, 2, 3, 1, 12),
+}
+
+
+@pytest.mark.parametrize("path", sorted(_PATHS))
+@pytest.mark.parametrize("activation", ["", "Relu", "Clip"])
+@pytest.mark.parametrize("with_z", [False, True])
+@pytest.mark.parametrize("banded", [False, True])
+def test_fused_epilogue_is_the_unfused_sequence(monkeypatch, path, activation, with_z, banded):
+    """FusedConv's kernel folds bias, Z and Relu/Clip into the conv's last pass: bit-identical to
+    Conv, then Add, then the activation (NaN passes through), on every path of conv2d."""
+    from minirt.passes import fused_ops
+
+    if banded:
+        for name, value in (("BAND_BYTES", 1), ("BAND_MIN_COLUMNS", 1), ("BAND_MIN_DEPTH", 1)):
+            monkeypatch.setattr(kconv, name, value)
+    C, M, G, k, s, hw = _PATHS[path]
+    rng = np.random.default_rng(5)
+    x, w, b = _rand(rng, (2, C, hw, hw)), _rand(rng, (M, C // G, k, k)), _rand(rng, (M,))
+    x[0, 0, 0, 0] = np.nan
+    attrs = dict(pads=[1, 1, 1, 1] if k == 3 else [0] * 4, strides=[s, s], group=G, kernel_shape=[k, k])
+    plain = kconv.Conv(x, w, b, **attrs)
+    z = _rand(rng, plain.shape) if with_z else None
+    params = [-0.25, 0.5] if activation == "Clip" else None
+    want = fused_ops._epilogue_in_place(plain.copy(), z, activation, params)
+    got = fused_ops.FusedConv_fast(x, w, b, z, activation=activation, activation_params=params, **attrs)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got).any()  # the NaN came through the epilogue
+    ref = fused_ops.FusedConv(x, w, b, z, activation=activation, activation_params=params, **attrs)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)

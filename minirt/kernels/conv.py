@@ -207,10 +207,46 @@ def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw):
                 dst[ox] = row[ox]
 
 
+def _epilogue_loops(src, bias, z, lo, hi, y):
+    """y[m, r, c] = min(max(src[m, r, c] + bias[m] + z[m, r, c], lo), hi): a conv's bias, residual
+    Add and Relu/Clip in ONE pass over its output (NumPy would make one pass for each).
+
+    src [M, R, >= C] (the product; columns past C are skipped: the runs' padded width), bias [M]
+    (zeros: none), z [M, R, C] or [0, 0, 0] (none), y [M, R, C] (written; may be src itself). The
+    sums are done in the unfused order ((src + bias) + z): the result is bit-identical. NaN passes
+    the clip (comparisons with NaN are false), as np.maximum / np.clip keep it.
+    """
+    M, R, C = y.shape
+    has_z = z.shape[0] > 0
+    for m in range(M):
+        bm = bias[m]
+        for r in range(R):
+            s = src[m, r]
+            d = y[m, r]
+            if has_z:
+                zr = z[m, r]
+                for c in range(C):
+                    v = (s[c] + bm) + zr[c]
+                    if v < lo:
+                        v = lo
+                    if v > hi:
+                        v = hi
+                    d[c] = v
+            else:
+                for c in range(C):
+                    v = s[c] + bm
+                    if v < lo:
+                        v = lo
+                    if v > hi:
+                        v = hi
+                    d[c] = v
+
+
 # wrapped once: plain Python again under NUMBA_DISABLE_JIT=1
 _valid_range = numba.njit(cache=True, inline="always")(_valid_range)
 conv_loops = numba.njit(parallel=True, cache=True)(_conv_loops)
 im2col = numba.njit(cache=True)(_im2col)  # serial: see the docstring
+epilogue_loops = numba.njit(cache=True)(_epilogue_loops)
 depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
 # small convs: no thread-pool wake-up (~50 us); its own name, so its own Numba cache entry (_jit.py)
 depthwise_loops_serial = numba.njit(cache=True)(renamed(_depthwise_loops, "serial"))
@@ -277,8 +313,12 @@ BAND_MIN_DEPTH = 512  # bands only for column matrices this deep (C*kh*kw): shal
 #                       64->192 on 56x56 4.8 -> 4.5; 3->64 7x7/2 on 224x224 2.8 -> 4.0 (so: no)
 
 
-def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
-    """Y = Conv(X, W, B) for 2-D float32/float64 X [N, C, H, W] with explicit pads [pt, pl, pb, pr]."""
+def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None, hi=None):
+    """Y = Conv(X, W, B) for 2-D float32/float64 X [N, C, H, W] with explicit pads [pt, pl, pb, pr].
+
+    With an epilogue (FusedConv's): Y = min(max(Conv(X, W, B) + Z, lo), hi), Z [N, M, oh, ow] of
+    X's dtype or None, lo / hi None for no bound (Relu: lo = 0). The stride-1 runs path does it
+    while it copies each product out; the other paths in one pass at the end (``finish``)."""
     N, C, H, Wd = X.shape
     M, Cg, kh, kw = W.shape
     oh, ow = out_shape
@@ -290,22 +330,42 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
     W = np.ascontiguousarray(W)
     y = np.empty((N, M, oh, ow), dtype=X.dtype)
     bias = None if B is None else B.reshape(M, 1, 1).astype(X.dtype, copy=False)  # [M] -> [M, 1, 1]
+    fused = Z is not None or lo is not None or hi is not None  # an epilogue to apply
+    if fused:
+        lo, hi = float(-np.inf if lo is None else lo), float(np.inf if hi is None else hi)
+        z_all = None if Z is None else np.ascontiguousarray(Z, dtype=X.dtype)
+        no_z = np.empty((0, 0, 0), X.dtype)
+        zeros = np.zeros(M, X.dtype)
+
+    def finish(y):
+        """The epilogue in one pass over y (whose bias is in already), image by image."""
+        if fused:
+            for n in range(N):
+                yn = y[n].reshape(M, oh, ow)
+                epilogue_loops(yn, zeros, no_z if z_all is None else z_all[n], lo, hi, yn)
+        return y
+
     if G == C and Cg == 1 and G > 1:  # depthwise: a direct loop kernel, bias included
         b = np.zeros(M, X.dtype) if B is None else np.ascontiguousarray(B, dtype=X.dtype)
         work = N * M * oh * ow * kh * kw  # multiply-adds
         parallel = work >= DEPTHWISE_PARALLEL_MIN and numba.get_num_threads() > 1
         (depthwise_loops if parallel else depthwise_loops_serial)(X, W, b, y, sh, sw, ph, pw, dh, dw)
-        return y
+        return finish(y)
     if G == 1 and sh == sw == dh == dw == 1 and kh * kw > 1 and 2 * M <= C:  # few output channels
         for n in range(N):
             y[n] = shifted_gemm(X[n], W, ph, pw, out_shape)  # [C, H, W] -> [M, oh, ow]
         if bias is not None:
             y += bias
-        return y
+        return finish(y)
     w = W.reshape(G, M // G, K)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K] (a view)
     if kh == kw == 1 and sh == sw == 1 and not any(pads):  # pointwise: the image IS the columns
         for n in range(N):  # [G, M/G, C/G] @ [G, C/G, H*W] -> [G, M/G, H*W], straight into y[n]
             matmul(w, X[n].reshape(G, Cg, oh * ow), out=y[n].reshape(G, M // G, oh * ow))
+        if fused:  # bias, Z and the clip in one pass
+            for n in range(N):
+                b = zeros if B is None else np.ascontiguousarray(B, dtype=X.dtype)
+                epilogue_loops(y[n], b, no_z if z_all is None else z_all[n], lo, hi, y[n])
+            return y
         if bias is not None:
             y += bias
         return y
@@ -326,7 +386,11 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
             out = y[n, :, oy0:oy1, :]  # written in place: BLAS takes the strided view
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L]
         gemm(w, cols.reshape(G, K, L), out=out.reshape(G, M // G, L))
-        if runs:  # drop the columns computed over the right padding (and add the bias on the way)
+        if runs and fused:  # drop the padded width's columns, add bias and Z, clip: one pass
+            b = zeros if B is None else np.ascontiguousarray(B, dtype=X.dtype)
+            z = no_z if z_all is None else z_all[n, :, oy0:oy1]
+            epilogue_loops(out, b, z, lo, hi, y[n, :, oy0:oy1])
+        elif runs:  # drop the columns computed over the right padding (and add the bias on the way)
             if bias is None:
                 np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wp] -> [M, rows, ow]
             else:
@@ -345,7 +409,7 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape):
     else:  # one image at a time, BLAS on every core (kernels/gemm.py)
         for n in range(N):
             band(n, 0, oh, matmul)
-    return y
+    return y if runs else finish(y)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -383,3 +447,20 @@ def Conv(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
         y = conv2d(X[:, :, None, :], W[:, :, None, :], B, strides2, begin, dilations2, group, out_shape)
         return y[:, :, 0, :]  # [N, M, 1, L] -> [N, M, L]
     return conv2d(X, W, B, strides2, begin, dilations2, group, out_shape)
+
+
+def fused_conv(X, W, B, Z, lo, hi, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+               pads=None, strides=None):
+    """FusedConv's fast path: min(max(Conv(X, W, B) + Z, lo), hi) with the epilogue done in the
+    conv's own pass over its output (:func:`conv2d`). None when this kernel does not take the case
+    (the caller then runs the Conv and the epilogue one after the other)."""
+    if (X.ndim != 4 or W.ndim != 4 or X.dtype not in _FAST_DTYPES or W.dtype != X.dtype
+            or (B is not None and B.dtype != X.dtype) or X.shape[1] != W.shape[1] * group):
+        return None
+    strides2, dilations2, out_shape, begin = _geometry(X.shape, W.shape, auto_pad, _tuple(strides),
+                                                       _tuple(dilations), _tuple(pads))
+    if min(out_shape) <= 0 or X.shape[0] == 0:
+        return None
+    if Z is not None and (Z.dtype != X.dtype or Z.shape != (X.shape[0], W.shape[0]) + out_shape):
+        return None  # a Z that broadcasts: the separate Add
+    return conv2d(X, W, B, strides2, begin, dilations2, group, out_shape, Z, lo, hi)

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from minirt import registry
+from minirt.kernels import conv as kconv
 from minirt.kernels.pool import max_pool_values
 from minirt.ops.activation import Elu, Gelu, HardSigmoid, HardSwish, LeakyRelu, Relu, Sigmoid, Tanh
 from minirt.ops.conv import Conv
@@ -118,10 +119,30 @@ def FusedConv(X, W, B=None, Z=None, *, activation="", activation_params=None, au
 @kernel("FusedConv", since=1, domain=DOMAIN)
 def FusedConv_fast(X, W, B=None, Z=None, *, activation="", activation_params=None, auto_pad="NOTSET",
                    dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    """FusedConv with the fastest registered Conv, then the Add and the activation in place."""
-    y = _fastest("Conv")(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group,
-                         kernel_shape=kernel_shape, pads=pads, strides=strides)  # [N, C, *in] -> [N, M, *out]
+    """FusedConv with the fastest registered Conv, then the Add and the activation in place; a
+    float 2-D conv with no activation, Relu or Clip does the Add and the activation inside the
+    conv's own last pass over its output (:func:`minirt.kernels.conv.fused_conv`)."""
+    conv_attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                      pads=pads, strides=strides)
+    bounds = _clip_bounds(activation, activation_params)
+    if bounds is not None and _fastest("Conv") is kconv.Conv:
+        y = kconv.fused_conv(X, W, B, Z, *bounds, **conv_attrs)
+        if y is not None:
+            return y
+    y = _fastest("Conv")(X, W, B, **conv_attrs)  # [N, C, *in] -> [N, M, *out]
     return _epilogue_in_place(y, Z, activation, activation_params)
+
+
+def _clip_bounds(activation: str, params):
+    """(lo, hi) when the activation is a clip (None: no bound): "", Relu, Clip; else None."""
+    if not activation:
+        return None, None
+    if activation == "Relu":
+        return 0.0, None
+    if activation == "Clip":
+        lo, hi = params
+        return float(lo), float(hi)
+    return None
 
 
 # ----------------------------------------------------------------------------- FusedMatMul
