@@ -194,35 +194,58 @@ def _scale_loops(acc, mult, bias, out):
 
 
 def _quantize_loop(x, scale, zp, lo, hi, out):
-    """out = saturate(rint(x / scale) + zp): float32 division and rint, zp added in float64."""
+    """out = saturate(rint(x / scale) + zp): float32 division and rint, as the reference.
+    scale: a Python float holding a float32 value (converted back here: the division is float32).
+
+    The reference adds the zero point in float64; here it is added in float32, which vectorizes
+    (2x faster) and gives the same result: rint(x / scale) is an integer r, and while
+    |r| < 2**24 - 255, r + zp is exact in float32; beyond that both sums are far outside
+    [lo, hi] and saturate to the same bound."""
+    s = np.float32(scale)
+    z = np.float32(zp)
+    flo = np.float32(lo)
+    fhi = np.float32(hi)
     for i in range(x.size):
-        r = np.float64(np.rint(x[i] / scale)) + zp
-        if r < lo:
-            r = lo
-        elif r > hi:
-            r = hi
-        out[i] = r
+        r = np.rint(x[i] / s) + z
+        if r < flo:
+            r = flo
+        elif r > fhi:
+            r = fhi
+        out[i] = np.int32(r)
 
 
 def _dynamic_quantize(x, out):
     """DynamicQuantizeLinear of a float32 vector into out (uint8): one min/max pass, the
     reference's float32 scalar arithmetic, one quantize pass. Returns (scale, zero point, ok);
-    ok is False for NaN / inf input (then out is not written: the caller runs the reference)."""
-    xmin = np.float32(0)
-    xmax = np.float32(0)
+    ok is False for NaN / inf input (then out is not written: the caller runs the reference).
+
+    The min/max pass runs on the float32 bit patterns as int32, mapped to integers that order as
+    the floats do (negative values: the magnitude bits flipped), because integer min/max
+    vectorizes and float min/max does not. NaN and +-inf map beyond every finite value, so one
+    comparison of the extremes detects them."""
+    bits = x.view(np.int32)
+    kmin = np.int32(0)  # +0.0: min(0, x.min()) and max(0, x.max()), as the reference
+    kmax = np.int32(0)
     for i in range(x.size):
-        v = x[i]
-        if not np.isfinite(v):
-            return np.float32(1), np.float32(0), False
-        if v < xmin:
-            xmin = v
-        if v > xmax:
-            xmax = v
+        b = bits[i]
+        k = b ^ ((b >> 31) & np.int32(0x7FFFFFFF))
+        kmin = min(kmin, k)
+        kmax = max(kmax, k)
+    if kmax >= np.int32(0x7F800000) or kmin <= np.int32(-2139095041):  # +inf/NaN, -inf/-NaN
+        return np.float32(1), np.float32(0), False
+    pair = np.empty(2, np.int32)
+    pair[0] = kmin ^ ((kmin >> 31) & np.int32(0x7FFFFFFF))
+    pair[1] = kmax ^ ((kmax >> 31) & np.int32(0x7FFFFFFF))
+    back = pair.view(np.float32)
+    xmin = back[0] if back[0] < 0 else np.float32(0)  # (-0.0 -> 0.0)
+    xmax = back[1]
     # lo = min(0, x.min()), hi = max(0, x.max()); scale = (hi - lo) / 255 in float32
     if xmax != xmin:
         scale = np.float32((xmax - xmin) / np.float32(255))
     else:
         scale = np.float32(1.0 / 255)
+    if scale == 0:  # a range of a few subnormals: the reference divides by zero (its own rules)
+        return np.float32(1), np.float32(0), False
     zp = np.rint(np.float32(0) - xmin / scale)  # saturate(0 - lo / scale) to uint8
     if zp < 0:
         zp = np.float32(0)
@@ -259,6 +282,7 @@ def _small_gemm(a, a_zp, b, chunk, scale, bias, out):
     MatMulIntegerToFloat's float32(acc) * scale (+ bias [N]): the reference's float32 operations."""
     M, K = a.shape
     N = b.shape[1]
+    a_zp = np.float32(a_zp)  # a Python number (an 8-bit zero point): exact
     part = np.empty((4, N), np.float32)
     total = np.empty((4, N), np.float64)
     for m0 in range(0, M, 4):
@@ -298,15 +322,101 @@ def _small_gemm(a, a_zp, b, chunk, scale, bias, out):
                     out[m0 + r, n] = v
 
 
+def _widen_into(q, zp, out):
+    """out = float32(q) - zp for 8-bit q (a flat contiguous vector): the widening in one pass.
+    zp is a Python number (an 8-bit zero point): exact in float32."""
+    z = np.float32(zp)
+    for i in range(q.size):
+        out[i] = np.float32(q[i]) - z
+
+
+def _scale_rows(acc, a_scale, b_scale, ibias, fbias, out):
+    """MatMulIntegerToFloat's / float QGemm's epilogue over rows, vectorized along N:
+    out[p, n] = float32(int32(acc[p, n]) + ibias[n]) * float32(a_scale * b_scale[n]) + fbias[n].
+
+    acc: int32 or integer-valued float32 (exact) [P, N]; a_scale: a Python float holding a
+    float32 value; b_scale: float32 [N] or [1]; ibias: int32 [N] (added wrapping, as NumPy's
+    int32 add) or empty; fbias: float32 [N] or empty. The reference's float32 operations in
+    its order: scale = a_scale * b_scale first, then acc * scale, then + bias."""
+    P, N = acc.shape
+    a32 = np.float32(a_scale)
+    s = np.empty(N, np.float32)
+    for n in range(N):
+        s[n] = a32 * b_scale[n if b_scale.shape[0] > 1 else 0]
+    zero_i = np.zeros(N, np.int32) if ibias.shape[0] == 0 else ibias
+    has_ibias = ibias.shape[0] > 0
+    for p in range(P):
+        src = acc[p]
+        dst = out[p]
+        if has_ibias:
+            for n in range(N):
+                a = np.int32(np.int64(np.int32(src[n])) + np.int64(zero_i[n]))
+                dst[n] = np.float32(a) * s[n]
+        else:
+            for n in range(N):
+                dst[n] = np.float32(src[n]) * s[n]
+        if fbias.shape[0] > 0:
+            for n in range(N):
+                dst[n] = dst[n] + fbias[n]
+
+
+def _requant_rows(acc, bias, mult, zp, lo, hi, out):
+    """out[p, n] = saturate(rint(float32(acc[p, n] + bias[n]) * mult[n]) + zp), vectorized along
+    N: ``_requant_loops`` for a [P, N] accumulator whose channels are its columns (QGemm,
+    QLinearMatMul). bias: int32 [N]; mult: float32 [N] (both expanded by the caller)."""
+    P, N = acc.shape
+    for p in range(P):
+        src = acc[p]
+        dst = out[p]
+        for n in range(N):
+            a = np.int32(np.int64(np.int32(src[n])) + np.int64(bias[n]))  # int32 add, wrapping
+            r = np.float64(np.rint(np.float32(a) * mult[n])) + zp
+            if r < lo:
+                r = lo
+            elif r > hi:
+                r = hi
+            dst[n] = r
+
+
 requant_loops = numba.njit(cache=True)(_requant_loops)
+widen_into = numba.njit(cache=True)(_widen_into)
+scale_rows = numba.njit(cache=True)(_scale_rows)
+requant_rows = numba.njit(cache=True)(_requant_rows)
 scale_loops = numba.njit(cache=True)(_scale_loops)
 quantize_loop = numba.njit(cache=True)(_quantize_loop)
 _quantize_u8_loop = numba.njit(cache=True, inline="always")(_quantize_u8_loop)
 dynamic_quantize = numba.njit(cache=True)(_dynamic_quantize)
 widen_loop = numba.njit(cache=True)(_widen_loop)
 small_gemm = numba.njit(cache=True)(_small_gemm)
-SMALL_MACS = 1 << 18  # up to this many multiply-adds (and for a 2-D weight) one loop call beats
-#                       widening to float32 + BLAS + casting (three calls, ~5 us of overhead)
+SMALL_MACS = 1 << 18  # the loop kernel (``small_gemm``) beats widening + BLAS up to this many
+TINY_MACS = 1 << 14   # multiply-adds for 1-4 rows, and up to TINY_MACS for any number of rows
+#                       (64 x 256 x 10: 37 us in the loop, 10 us widened + BLAS)
+
+
+def _use_small(M, K, N):
+    """True where one ``small_gemm`` call beats widening + a BLAS product."""
+    macs = M * K * N
+    return K <= 32768 and (macs <= TINY_MACS or (M <= 4 and macs <= SMALL_MACS))
+
+
+def _product_rows(a2, z, b, chunk):
+    """(a2 - z) @ b, exact, for 8-bit a2 [P, K], a Python-int zero point z and a widened weight
+    b (float32 [K, N]): int32 or integer-valued float32 [P, N]. Tiny products run in one loop
+    call; the rest widen a2 in one pass and run one float32 BLAS product (K in exact chunks)."""
+    P, K = a2.shape
+    N = b.shape[1]
+    if _use_small(P, K, N):  # (K <= 32768: |sum| < 2**31, the int32 output holds it)
+        acc = np.empty((P, N), np.int32)
+        small_gemm(a2, z, b, chunk, _EMPTY_F32, _EMPTY_F32, acc)
+        return acc
+    af = np.empty((P, K), np.float32)
+    widen_into(np.ascontiguousarray(a2).reshape(-1), z, af.reshape(-1))
+    return _int_product(af, b, chunk)
+
+
+def _item(a):
+    """The one value of a size-1 array (or NumPy scalar) as a Python number."""
+    return a.item() if hasattr(a, "item") else a
 
 _EMPTY_I32 = np.zeros(0, np.int32)
 _EMPTY_F32 = np.zeros(0, np.float32)
@@ -387,11 +497,11 @@ def _matmul_integer(A, B, a_zero_point, b_zero_point, int_out=False, scale=None,
     else:
         amax = _bound(A.dtype, a_zero_point)
     chunk = _chunk(amax, bmax)
-    if ((a_zp is None or a_zp.size == 1) and B.ndim == 2 and A.size * B.shape[1] <= SMALL_MACS
-            and A.shape[-1] <= 32768):  # |sum| < 2**31: the int32 output holds it
+    if ((a_zp is None or a_zp.size == 1) and B.ndim == 2 and A.size > 0
+            and _use_small(A.size // A.shape[-1], A.shape[-1], B.shape[1])):
         a2 = A.reshape(-1, A.shape[-1])
         out = np.empty(A.shape[:-1] + (B.shape[1],), np.int32 if int_out else np.float32)
-        small_gemm(a2, np.float32(z), b, chunk, _EMPTY_F32 if scale is None else scale,
+        small_gemm(a2, z, b, chunk, _EMPTY_F32 if scale is None else scale,
                    _EMPTY_F32 if bias is None else bias, out.reshape(a2.shape[0], -1))
         return out if scale is None else (out, True)
     a = _widen_fast(A, a_zp) if a_zp is None or a_zp.size == 1 else _widen_f32(A, a_zp)  # [.., M, K]
@@ -577,8 +687,8 @@ def _quantize_prep(y_scale, y_zero_point):
     if dtype not in _INT8 or scale.dtype != np.float32 or scale.size != 1 or np.size(y_zero_point) != 1:
         return False
     lo, hi = _LIMITS[dtype]
-    return (scale.reshape(-1)[0], float(np.asarray(y_zero_point).reshape(-1)[0]), float(lo),
-            float(hi), dtype)
+    return (float(scale.reshape(-1)[0]), float(np.asarray(y_zero_point).reshape(-1)[0]), float(lo),
+            float(hi), dtype)  # Python floats: NumPy scalars slow Numba's dispatch
 
 
 @kernel("DynamicQuantizeLinear", since=11)
@@ -604,24 +714,15 @@ def QGemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     if prep is False or A.ndim != 2:
         return QGemm_reference(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
                                y_zero_point, alpha=alpha, transA=transA, transB=transB)
-    b, a_zp, chunk, bias, mult, zp, lo, hi, dtype = prep
-    At = A.T if transA else A  # [M, K]
-    M, K, N = At.shape[0], At.shape[1], b.shape[1]
-    if M * K * N <= SMALL_MACS and K <= 32768:  # one loop call
-        acc = np.empty((M, N), np.int32)
-        small_gemm(At, np.float32(0 if a_zp is None else np.asarray(a_zp).reshape(-1)[0]), b, chunk,
-                   _EMPTY_F32, _EMPTY_F32, acc)
-    else:
-        acc = _int_product(_widen_fast(At, a_zp), b, chunk)  # [M, N]
-    acc3 = acc.reshape(M, N, 1)
+    b, z, chunk, bias, mult, zp, lo, hi, dtype = prep
+    At = np.ascontiguousarray(A.T) if transA else A  # [M, K]
+    acc = _product_rows(At, z, b, chunk)  # [M, N]
     if dtype is None:  # float output: float32(acc + C) * scale
-        if bias.size:
-            acc3 = acc3.astype(np.int32) + bias.reshape(N, 1)
-        out = np.empty((M, N), np.float32)
-        scale_loops(acc3, mult, _EMPTY_F32, out.reshape(M, N, 1))
+        out = np.empty(acc.shape, np.float32)
+        scale_rows(acc, 1.0, mult, bias, _EMPTY_F32, out)
         return out
-    out = np.empty((M, N), dtype)
-    requant_loops(acc3, bias, mult, zp, lo, hi, out.reshape(M, N, 1))
+    out = np.empty(acc.shape, dtype)
+    requant_rows(acc, bias, mult, zp, lo, hi, out)
     return out
 
 
@@ -643,22 +744,44 @@ def _qgemm_prep(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, 
     zp = b_zp if b_zp.size == 1 or transB == 0 else b_zp.reshape(1, -1)
     b = np.ascontiguousarray(_widen_f32(B.T if transB else B, zp))  # B' - bzp, float32 [K, N]
     chunk = _chunk(_bound(A.dtype, a_zero_point), _bound(B.dtype, b_zero_point))
-    bias = _EMPTY_I32 if C is None else np.ascontiguousarray(np.broadcast_to(C.reshape(-1), (N,)))
+    z = 0 if a_zero_point is None else int(np.asarray(a_zero_point).reshape(-1)[0])
     if y_scale is None:
-        return b, a_zero_point, chunk, bias, np.asarray(scale, np.float32).reshape(-1), 0.0, 0.0, 0.0, None
+        bias = _EMPTY_I32 if C is None else np.ascontiguousarray(np.broadcast_to(C.reshape(-1), (N,)))
+        return b, z, chunk, bias, np.asarray(scale, np.float32).reshape(-1), 0.0, 0.0, 0.0, None
+    # requantized output: bias and multiplier expanded to [N], so the epilogue has no branch
+    bias = np.zeros(N, np.int32) if C is None else np.ascontiguousarray(np.broadcast_to(C.reshape(-1), (N,)))
     mult = np.asarray(scale / np.float32(y_scale), dtype=np.float32).reshape(-1)
     dtype = np.asarray(y_zero_point).dtype
     if dtype not in _INT8 or np.size(y_zero_point) != 1 or not np.isfinite(mult).all():
         return False
+    mult = np.ascontiguousarray(np.broadcast_to(mult, (N,)))
     lo, hi = _LIMITS[dtype]
-    return (b, a_zero_point, chunk, bias, mult, float(np.asarray(y_zero_point).reshape(-1)[0]),
+    return (b, z, chunk, bias, mult, float(np.asarray(y_zero_point).reshape(-1)[0]),
             float(lo), float(hi), dtype)
 
 
 @kernel("MatMulIntegerToFloat", since=1, domain="com.microsoft")
 def MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None):
     """Fast MatMulIntegerToFloat: the fast integer product, then float32(acc) * scale + bias in
-    one pass (the reference's float32 operations, in its order)."""
+    one pass (the reference's float32 operations, in its order).
+
+    The common case (a 2-D constant B, scalar a_scale and a_zero_point) runs on what
+    ``_mmif_prep`` cached for B: one product call (``_product_rows``) and one epilogue call
+    (``scale_rows``), with a_scale (a run-time value in dynamic quantization) passed as a number."""
+    if A.ndim >= 2 and B.ndim == 2 and A.dtype in _INT8 and A.size and A.shape[-1] == B.shape[0]:
+        prep = _prepared(B, ("mmif", A.dtype.str), (b_scale, b_zero_point, bias),
+                         lambda: _mmif_prep(B, b_scale, b_zero_point, bias))
+        a_s = a_scale if isinstance(a_scale, np.ndarray) else np.asarray(a_scale)
+        if (prep is not False and a_s.dtype == np.float32 and a_s.size == 1
+                and (a_zero_point is None or np.size(a_zero_point) == 1)):
+            b, bmax, b_s, fb = prep
+            z = 0 if a_zero_point is None else int(_item(a_zero_point))
+            lo, hi = _LIMITS[A.dtype]
+            K, N = B.shape
+            acc = _product_rows(A.reshape(-1, K), z, b, _chunk(max(hi - z, z - lo), bmax))
+            out = np.empty(A.shape[:-1] + (N,), np.float32)
+            scale_rows(acc, a_s.item(), b_s, _EMPTY_I32, fb, out.reshape(-1, N))
+            return out
     a_s, b_s = np.asarray(a_scale), np.asarray(b_scale)
     if (A.dtype not in _INT8 or B.dtype not in _INT8 or A.ndim < 2 or B.ndim < 2
             or a_s.dtype != np.float32 or b_s.dtype != np.float32 or a_s.size != 1
@@ -676,3 +799,18 @@ def MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point=None, b_zero_point
     P = acc.size // max(N, 1)
     scale_loops(np.ascontiguousarray(acc).reshape(P, N, 1), scale, b, out.reshape(P, N, 1))
     return out
+
+
+def _mmif_prep(B, b_scale, b_zero_point, bias):
+    """MatMulIntegerToFloat's constant work for a 2-D B: (B - bzp as float32 [K, N], its bound,
+    b_scale as float32 [N] or [1], bias as float32 [N] or empty), or False."""
+    b_s = np.asarray(b_scale)
+    K, N = B.shape
+    if (B.dtype not in _INT8 or b_s.dtype != np.float32 or b_s.size not in (1, N)
+            or (bias is not None and (bias.dtype != np.float32 or bias.ndim != 1 or bias.size not in (1, N)))
+            or (b_zero_point is not None and np.size(b_zero_point) not in (1, N))):
+        return False
+    b = _prepared(B, "widen", (b_zero_point,),
+                  lambda: (_widen_f32(B, b_zero_point), _bound(B.dtype, b_zero_point)))
+    fb = _EMPTY_F32 if bias is None else np.ascontiguousarray(np.broadcast_to(bias, (N,)))
+    return np.ascontiguousarray(b[0]), b[1], np.ascontiguousarray(b_s.reshape(-1)), fb
