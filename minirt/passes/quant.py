@@ -27,7 +27,7 @@ def fuse_qdq(graph: Graph) -> Graph:
     ===========================================================  ====================================
     DQ(x), DQ(W)[, DQ(b_int32)] -> Conv [-> Relu] -> Q            QLinearConv (int8 in, int8 out)
     DQ(a), DQ(W) -> MatMul -> Q                                  QLinearMatMul
-    DQ(a), DQ(W) -> MatMul  (float reader)                       com.microsoft.MatMulIntegerToFloat
+    DQ(a), DQ(W) -> MatMul [-> Add(float32 bias [N])] (float)   com.microsoft.MatMulIntegerToFloat
     DQ(a), DQ(W)[, DQ(C_int32)] -> Gemm [-> Relu] [-> Q]          com.microsoft.QGemm (int8 or float out)
     DQ(x) -> MaxPool/Flatten/Reshape/... -> Q  (same params)      the op on the int8 values
     ===========================================================  ====================================
@@ -211,6 +211,14 @@ def _fuse_linear(g: Graph, v: _View, node: Node) -> bool:
         else:
             q, op, domain = None, "MatMulIntegerToFloat", "com.microsoft"
             ins = [xq, wq, node_in(g, v, x), node_in(g, v, w), node_zp(g, x, base, "x"), node_zp(g, w, base, "w")]
+            add = v.sole_reader(node.outputs[0])
+            b = _other(add, node.outputs[0]) if _is(add, "Add") else None
+            bv = v.const(b) if b else None
+            if bv is not None and bv.dtype == np.float32 and bv.shape == (wv.shape[1],):
+                # the bias Add joins the fused op: MatMulIntegerToFloat adds its bias last, in
+                # float32, as the Add did (bit-identical to MatMulIntegerToFloat, then Add)
+                ins.append(b)
+                passed = [add]
     else:  # Gemm
         a = node.attrs
         if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or wv.ndim != 2:
@@ -233,7 +241,7 @@ def _fuse_linear(g: Graph, v: _View, node: Node) -> bool:
         ins = [xq, node_in(g, v, x), node_zp(g, x, base, "x"), wq, node_in(g, v, w), node_zp(g, w, base, "w"), bias]
         if q is not None:
             ins += [q.inputs[1], q.inputs[2]]
-    out = q.outputs[0] if q is not None else node.outputs[0]
+    out = q.outputs[0] if q is not None else passed[-1].outputs[0] if passed else node.outputs[0]
     new = Node(op, ins, [out], attrs, node.name, domain)
     if domain and domain not in g.opsets:
         g.opsets[domain] = 1
