@@ -95,3 +95,76 @@ def test_quantize_linear_float32_zero_point_add(values, scale, dtype, seed):
     with np.errstate(over="ignore"):
         want = rquant.QuantizeLinear(x, s, zp)
         np.testing.assert_array_equal(kquant.QuantizeLinear(x, s, zp), want)
+
+
+@SETTINGS
+@given(st.sampled_from(SHAPES + [(64, 16, 1), (64, 32, 16)]), st.sampled_from([np.uint8, np.int8]),
+       st.booleans(), st.booleans(), st.integers(0, 2**31))
+def test_quantize_matmul_is_exact(shape, ta, per_column, bias, seed):
+    """minirt.QuantizeMatMul (fuse_qdq's Q -> DQ -> MatMul [-> Add]) is QuantizeLinear then
+    MatMulIntegerToFloat, bit for bit, on every path: row kernel, loop kernel, BLAS, K chunks."""
+    M, K, N = shape
+    rng = np.random.default_rng(seed)
+    A = rng.normal(0, 2, (1, M, K)).astype(np.float32)
+    a_scale, a_zp = _readonly(np.float32(rng.uniform(0.005, 0.05))), _readonly(_q(rng, (), ta))
+    B = _readonly(_q(rng, (K, N), np.int8))
+    b_scale = _readonly(rng.uniform(1e-3, 1e-1, N if per_column else ()).astype(np.float32))
+    b_zp = _readonly(_q(rng, (N,) if per_column else (), np.int8))
+    fb = _readonly(rng.normal(size=N).astype(np.float32)) if bias else None
+    args = (A, a_scale, a_zp, B, b_scale, b_zp, fb)
+    want = rquant.MatMulIntegerToFloat(rquant.QuantizeLinear(A, a_scale, a_zp), B, a_scale, b_scale,
+                                       a_zp, b_zp, fb)
+    np.testing.assert_array_equal(rquant.QuantizeMatMul(*args), want)
+    for _ in range(2):
+        got = kquant.QuantizeMatMul(*args)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+def _qdq_matmul_graph(with_bias, shared_q=False):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    inits = {"xs": np.array(0.02, np.float32), "xz": np.array(128, np.uint8),
+             "Wq": rng.integers(-127, 128, (6, 5)).astype(np.int8), "ws": np.array(0.01, np.float32),
+             "wz": np.array(0, np.int8), "b": rng.normal(size=5).astype(np.float32)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["Wq", "ws", "wz"], ["W"]),
+             helper.make_node("MatMul", ["xd", "W"], ["m" if with_bias else "y"])]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if with_bias:
+        nodes.append(helper.make_node("Add", ["b", "m"], ["y"]))
+    if shared_q:  # the 8-bit tensor is a graph output too: Q stays
+        outs.append(helper.make_tensor_value_info("xq", TensorProto.UINT8, None))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 6])], outs,
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]), inits
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fuse_qdq_quantize_matmul(with_bias):
+    import minirt
+    from minirt.passes.quant import fuse_qdq
+
+    model, c = _qdq_matmul_graph(with_bias)
+    g = fuse_qdq(minirt.load(model))
+    assert [n.op_type for n in g.nodes] == ["QuantizeMatMul"]
+    assert len(g.nodes[0].inputs) == (7 if with_bias else 6)  # the bias Add absorbed
+    x = np.random.default_rng(6).normal(size=(3, 6)).astype(np.float32)
+    xq = rquant.QuantizeLinear(x, c["xs"], c["xz"])
+    want = rquant.MatMulIntegerToFloat(xq, c["Wq"], c["xs"], c["ws"], c["xz"], c["wz"])
+    if with_bias:
+        want = c["b"] + want
+    for kernels in (True, False):
+        (got,) = minirt.InferenceSession(g, kernels=kernels).run(None, {"x": x})
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fuse_qdq_keeps_a_shared_quantize():
+    import minirt
+    from minirt.passes.quant import fuse_qdq
+
+    model, _ = _qdq_matmul_graph(True, shared_q=True)
+    ops = [n.op_type for n in fuse_qdq(minirt.load(model)).nodes]
+    assert ops == ["QuantizeLinear", "MatMulIntegerToFloat"]

@@ -345,27 +345,33 @@ def _scale_rows(acc, a_scale, b_scale, ibias, fbias, out):
     acc: int32 or integer-valued float32 (exact) [P, N]; a_scale: a Python float holding a
     float32 value; b_scale: float32 [N] or [1]; ibias: int32 [N] (added wrapping, as NumPy's
     int32 add) or empty; fbias: float32 [N] or empty. The reference's float32 operations in
-    its order: scale = a_scale * b_scale first, then acc * scale, then + bias."""
+    its order: scale = a_scale * b_scale first, then acc * scale, then + bias (Numba does not
+    contract the product and the sum into one FMA without fastmath). Both biases are never
+    given together."""
     P, N = acc.shape
     a32 = np.float32(a_scale)
     s = np.empty(N, np.float32)
     for n in range(N):
         s[n] = a32 * b_scale[n if b_scale.shape[0] > 1 else 0]
-    zero_i = np.zeros(N, np.int32) if ibias.shape[0] == 0 else ibias
-    has_ibias = ibias.shape[0] > 0
-    for p in range(P):
-        src = acc[p]
-        dst = out[p]
-        if has_ibias:
+    if ibias.shape[0] > 0:  # (QGemm: an int32 bias, a float output, no float bias)
+        for p in range(P):
+            src = acc[p]
+            dst = out[p]
             for n in range(N):
-                a = np.int32(np.int64(np.int32(src[n])) + np.int64(zero_i[n]))
+                a = np.int32(np.int64(np.int32(src[n])) + np.int64(ibias[n]))
                 dst[n] = np.float32(a) * s[n]
-        else:
+    elif fbias.shape[0] > 0:  # one pass per row: (acc * scale) + bias, two float32 roundings
+        for p in range(P):
+            src = acc[p]
+            dst = out[p]
+            for n in range(N):
+                dst[n] = np.float32(src[n]) * s[n] + fbias[n]
+    else:
+        for p in range(P):
+            src = acc[p]
+            dst = out[p]
             for n in range(N):
                 dst[n] = np.float32(src[n]) * s[n]
-        if fbias.shape[0] > 0:
-            for n in range(N):
-                dst[n] = dst[n] + fbias[n]
 
 
 def _requant_rows(acc, bias, mult, zp, lo, hi, out):
@@ -446,7 +452,25 @@ def _small_requant(a, zp, b, bias, mult, yzp, lo, hi, out):
             dst[n] = r
 
 
+def _quantize_widen(x, scale, zp, lo, hi, out):
+    """out = saturate(rint(x / scale) + zp) - zp as float32: QuantizeLinear then the widening of
+    the integer product, in one pass (``_quantize_loop``'s arithmetic; the difference of two
+    8-bit integers is exact in float32)."""
+    s = np.float32(scale)
+    z = np.float32(zp)
+    flo = np.float32(lo)
+    fhi = np.float32(hi)
+    for i in range(x.size):
+        r = np.rint(x[i] / s) + z
+        if r < flo:
+            r = flo
+        elif r > fhi:
+            r = fhi
+        out[i] = r - z
+
+
 requant_loops = numba.njit(cache=True)(_requant_loops)
+quantize_widen = numba.njit(cache=True)(_quantize_widen)
 _rows_acc = numba.njit(cache=True, inline="always")(_rows_acc)
 small_to_float = numba.njit(cache=True)(_small_to_float)
 small_requant = numba.njit(cache=True)(_small_requant)
@@ -910,3 +934,44 @@ def _mmif_prep(B, b_scale, b_zero_point, bias):
                   lambda: (_widen_f32(B, b_zero_point), _bound(B.dtype, b_zero_point)))
     fb = _EMPTY_F32 if bias is None else np.ascontiguousarray(np.broadcast_to(bias, (N,)))
     return np.ascontiguousarray(b[0]), b[1], np.ascontiguousarray(b_s.reshape(-1)), fb
+
+
+@kernel("QuantizeMatMul", since=1, domain="minirt")
+def QuantizeMatMul(A, a_scale, a_zero_point, B, b_scale, b_zero_point=None, bias=None):
+    """Fast QuantizeMatMul (fuse_qdq's ``Q -> DQ -> MatMul [-> Add]``): the activation is
+    quantized and widened to float32 in one pass, then one exact BLAS product and one epilogue
+    (bit-exact: QuantizeLinear's and MatMulIntegerToFloat's arithmetic). Small products quantize
+    to 8 bits and run the one-call row kernel."""
+    qprep = False
+    if A.dtype == np.float32 and A.ndim >= 2 and B.ndim == 2 and A.size and A.shape[-1] == B.shape[0]:
+        qprep = _prepared(a_scale, "quantize", (a_zero_point,), lambda: _quantize_prep(a_scale, a_zero_point))
+    if qprep is False:
+        return MatMulIntegerToFloat(QuantizeLinear(A, a_scale, a_zero_point), B, a_scale, b_scale,
+                                    a_zero_point, b_zero_point, bias)
+    scale, zp, lo, hi, dtype = qprep
+    prep = _prepared(B, ("mmif", dtype.str), (b_scale, b_zero_point, bias),
+                     lambda: _mmif_prep(B, b_scale, b_zero_point, bias))
+    if prep is False:
+        return MatMulIntegerToFloat(QuantizeLinear(A, a_scale, a_zero_point), B, a_scale, b_scale,
+                                    a_zero_point, b_zero_point, bias)
+    b, bmax, b_s, fb = prep
+    K, N = B.shape
+    z = int(zp)
+    chunk = _chunk(max(int(hi) - z, z - int(lo)), bmax)
+    a2 = A.reshape(-1, K)
+    if not a2.flags.c_contiguous:
+        a2 = np.ascontiguousarray(a2)
+    out = np.empty(A.shape[:-1] + (N,), np.float32)
+    if _use_rows(a2.shape[0], K, N, chunk) or _use_small(a2.shape[0], K, N):
+        q = np.empty(a2.shape, dtype)
+        quantize_loop(a2.reshape(-1), scale, zp, lo, hi, q.reshape(-1))
+        if _use_rows(a2.shape[0], K, N, chunk):
+            small_to_float(q, z, b, scale, b_s, _EMPTY_I32, fb, out.reshape(-1, N))
+            return out
+        acc = _product_rows(q, z, b, chunk)
+    else:
+        af = np.empty(a2.shape, np.float32)
+        quantize_widen(a2.reshape(-1), scale, zp, lo, hi, af.reshape(-1))
+        acc = _int_product(af, b, chunk)
+    scale_rows(acc, scale, b_s, _EMPTY_I32, fb, out.reshape(-1, N))
+    return out

@@ -370,3 +370,16 @@ def DynamicQuantizeMatMul(A, B, b_scale, b_zero_point=None, bias=None):
     """Y = dequantize(DynamicQuantizeLinear(A)) @ dequantize(B) + bias, computed in int32 — https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md#com.microsoft.DynamicQuantizeMatMul"""
     qa, a_scale, a_zero_point = DynamicQuantizeLinear(A)
     return MatMulIntegerToFloat(qa, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+
+
+# ---------------------------------------------------------------------------- minirt
+# What fuse_qdq writes for ``QuantizeLinear -> DequantizeLinear -> MatMul [-> Add(bias)]`` with
+# a float output: the activation's quantization and the integer product in one node.
+
+
+@op("QuantizeMatMul", since=1, domain="minirt")
+def QuantizeMatMul(A, a_scale, a_zero_point, B, b_scale, b_zero_point=None, bias=None):
+    """Y = MatMulIntegerToFloat(QuantizeLinear(A, a_scale, a_zero_point), B, a_scale, b_scale,
+    a_zero_point, b_zero_point, bias): static quantization's ``DynamicQuantizeMatMul`` (minirt's own)."""
+    qa = QuantizeLinear(A, a_scale, a_zero_point)
+    return MatMulIntegerToFloat(qa, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)

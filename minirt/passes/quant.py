@@ -28,6 +28,7 @@ def fuse_qdq(graph: Graph) -> Graph:
     DQ(x), DQ(W)[, DQ(b_int32)] -> Conv [-> Relu] -> Q            QLinearConv (int8 in, int8 out)
     DQ(a), DQ(W) -> MatMul -> Q                                  QLinearMatMul
     DQ(a), DQ(W) -> MatMul [-> Add(float32 bias [N])] (float)   com.microsoft.MatMulIntegerToFloat
+    Q(x) -> DQ, DQ(W) -> MatMul [-> Add(bias)]  (float)          minirt.QuantizeMatMul (Q + the above)
     DQ(a), DQ(W)[, DQ(C_int32)] -> Gemm [-> Relu] [-> Q]          com.microsoft.QGemm (int8 or float out)
     DQ(x) -> MaxPool/Flatten/Reshape/... -> Q  (same params)      the op on the int8 values
     ===========================================================  ====================================
@@ -183,6 +184,7 @@ def _fuse_linear(g: Graph, v: _View, node: Node) -> bool:
         return False
     base = node.name or node.outputs[0]
     op, attrs, ins, domain = None, {}, [], ""
+    tail = None  # an absorbed node after ``node`` whose output the fused node takes over
     if node.op_type == "Conv":
         if ws.size > 1 and waxis not in (0, -wv.ndim):
             return False
@@ -218,7 +220,12 @@ def _fuse_linear(g: Graph, v: _View, node: Node) -> bool:
                 # the bias Add joins the fused op: MatMulIntegerToFloat adds its bias last, in
                 # float32, as the Add did (bit-identical to MatMulIntegerToFloat, then Add)
                 ins.append(b)
-                passed = [add]
+                passed, tail = [add], add
+            qx = _quantized_by(v, node.inputs[0])
+            if qx is not None:  # Q -> DQ -> MatMul: quantize and multiply in one node
+                op, domain = "QuantizeMatMul", "minirt"
+                ins = [qx.inputs[0], qx.inputs[1], qx.inputs[2], wq, ins[3], ins[5]] + ins[6:]
+                passed = [qx, v.producer[node.inputs[0]]] + passed
     else:  # Gemm
         a = node.attrs
         if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or wv.ndim != 2:
@@ -241,12 +248,34 @@ def _fuse_linear(g: Graph, v: _View, node: Node) -> bool:
         ins = [xq, node_in(g, v, x), node_zp(g, x, base, "x"), wq, node_in(g, v, w), node_zp(g, w, base, "w"), bias]
         if q is not None:
             ins += [q.inputs[1], q.inputs[2]]
-    out = q.outputs[0] if q is not None else passed[-1].outputs[0] if passed else node.outputs[0]
+    out = q.outputs[0] if q is not None else tail.outputs[0] if tail is not None else node.outputs[0]
     new = Node(op, ins, [out], attrs, node.name, domain)
     if domain and domain not in g.opsets:
         g.opsets[domain] = 1
     _replace(g, [node] + passed + ([q] if q is not None else []), new)
     return True
+
+
+def _quantized_by(v: _View, name: str) -> Node | None:
+    """The QuantizeLinear node Q when ``name`` = DQ(Q(x)) with the same constant per-tensor
+    parameters, Q's output read by that DQ only and the DQ's by one node: Q, DQ and their reader
+    can become one node (the 8-bit tensor is never needed on its own)."""
+    dq = v.producer.get(name)
+    if v.sole_reader(name) is None or dq is None or v.sole_reader(dq.inputs[0]) is not dq:
+        return None
+    q = v.producer.get(dq.inputs[0])
+    if not _is(q, "QuantizeLinear") or len(q.inputs) < 3 or not q.inputs[2]:
+        return None
+    if q.attrs.get("block_size", 0) or q.attrs.get("output_dtype", 0) or q.attrs.get("precision", 0):
+        return None
+    s, z = v.const(q.inputs[1]), v.const(q.inputs[2])
+    d = v.dq(name)
+    if s is None or z is None or s.size != 1 or z.size != 1 or s.dtype != np.float32:
+        return None
+    if not (np.float32(s) == np.float32(d[1]) and z.dtype == d[2].dtype and int(z) == int(d[2])
+            and np.asarray(d[1]).dtype == np.float32):
+        return None
+    return q
 
 
 def node_in(g: Graph, v: _View, d) -> str:
