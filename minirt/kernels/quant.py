@@ -628,18 +628,21 @@ def ConvInteger(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET"
 def _conv_integer(x, w, x_zero_point, w_zero_point, *, auto_pad, dilations, group, kernel_shape,
                   pads, strides):
     """The int32 conv of the fast path, or None where the reference must run."""
-    tag = ("conv", x.dtype.str, x.shape, auto_pad, group, _tuple(dilations), _tuple(kernel_shape),
-           _tuple(pads), _tuple(strides))
+    tag = ("conv", x.dtype, x.shape, auto_pad, group, dilations and tuple(dilations),
+           kernel_shape and tuple(kernel_shape), pads and tuple(pads), strides and tuple(strides))
     prep = _prepared(w, tag, (w_zero_point,), lambda: _conv_prep(x, w, w_zero_point, auto_pad,
                                                                 dilations, group, pads, strides))
     if prep is False or (x_zero_point is not None and np.size(x_zero_point) != 1):
         return None
     wf, st, begin, dl, out_shape, bmax, one_d = prep
     lo, hi = _LIMITS[x.dtype]
-    z = 0 if x_zero_point is None else int(np.asarray(x_zero_point).reshape(-1)[0])
+    z = 0 if x_zero_point is None else int(_item(x_zero_point))
     chunk = _chunk(max(hi - z, z - lo), bmax)
     xs = x[:, :, None, :] if one_d else x
-    xf = _widen_fast(xs, x_zero_point)  # x - x_zp: zero padding now means "pad with x_zero_point"
+    # x - x_zp as float32 in one pass: zero padding now means "pad with x_zero_point"
+    xf = np.empty(xs.shape, np.float32)
+    widen_into(xs.reshape(-1) if xs.flags.c_contiguous else np.ascontiguousarray(xs).reshape(-1), z,
+               xf.reshape(-1))
     y = _conv_exact(xf, wf, st, begin, dl, group, out_shape, chunk)
     return y[:, :, 0, :] if one_d else y
 
@@ -692,7 +695,9 @@ def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
         else:
             im2col(x[n], cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)  # [C, H, W] -> [C*K, L]
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L], exact, into y[n]
-        if K <= chunk:
+        if K <= chunk and G == 1:  # one 2-D product: [M, K] @ [K, L] (no batch-dim overhead)
+            matmul(wg[0], cols, out=y[n].reshape(M, L))
+        elif K <= chunk:
             matmul(wg, cols.reshape(G, K, L), out=y[n].reshape(G, M // G, L))
         else:
             _gemm_exact(wg, cols.reshape(G, K, L), chunk, out=y[n].reshape(G, M // G, L))
