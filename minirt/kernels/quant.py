@@ -819,7 +819,7 @@ def QGemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0):
     """Fast QGemm: everything derived from the constant inputs prepared once (``_qgemm_prep``),
     then per call: widen A, one exact float32 BLAS product, one fused output pass (bit-exact)."""
-    tag = ("qgemm", A.dtype.str, A.ndim == 2 and A.shape[1 - transA], transA, transB, alpha)
+    tag = ("qgemm", A.dtype, A.ndim == 2 and A.shape[1 - transA], transA, transB, alpha)
     prep = _prepared(B, tag, (a_scale, a_zero_point, b_scale, b_zero_point, C, y_scale, y_zero_point), lambda: _qgemm_prep(A, a_scale, a_zero_point, B, b_scale, b_zero_point,
                                                   C, y_scale, y_zero_point, alpha, transA, transB))
     if prep is False or A.ndim != 2:
@@ -888,25 +888,19 @@ def MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point=None, b_zero_point
     The common case (a 2-D constant B, scalar a_scale and a_zero_point) runs on what
     ``_mmif_prep`` cached for B: one product call (``_product_rows``) and one epilogue call
     (``scale_rows``), with a_scale (a run-time value in dynamic quantization) passed as a number."""
-    if A.ndim >= 2 and B.ndim == 2 and A.dtype in _INT8 and A.size and A.shape[-1] == B.shape[0]:
-        prep = _prepared(B, ("mmif", A.dtype.str), (b_scale, b_zero_point, bias),
-                         lambda: _mmif_prep(B, b_scale, b_zero_point, bias))
-        a_s = a_scale if isinstance(a_scale, np.ndarray) else np.asarray(a_scale)
-        if (prep is not False and a_s.dtype == np.float32 and a_s.size == 1
-                and (a_zero_point is None or np.size(a_zero_point) == 1)):
-            b, bmax, b_s, fb = prep
-            z = 0 if a_zero_point is None else int(_item(a_zero_point))
-            lo, hi = _LIMITS[A.dtype]
-            K, N = B.shape
-            a2 = A.reshape(-1, K)
-            chunk = _chunk(max(hi - z, z - lo), bmax)
-            out = np.empty(A.shape[:-1] + (N,), np.float32)
-            if _use_rows(a2.shape[0], K, N, chunk):  # one call: product and epilogue
-                small_to_float(a2, z, b, a_s.item(), b_s, _EMPTY_I32, fb, out.reshape(-1, N))
-                return out
-            acc = _product_rows(a2, z, b, chunk)
-            scale_rows(acc, a_s.item(), b_s, _EMPTY_I32, fb, out.reshape(-1, N))
+    prep = _prepared(B, ("mmif", A.dtype, A.shape), (b_scale, b_zero_point, bias),
+                     lambda: _mmif_shape_prep(A, B, b_scale, b_zero_point, bias))
+    if (prep is not False and type(a_scale) is np.ndarray and a_scale.dtype is _F32 and a_scale.size == 1
+            and (a_zero_point is None or getattr(a_zero_point, "size", 0) == 1)):
+        b, b_s, fb, P, K, N, rows, chunk, out_shape = prep
+        z = 0 if a_zero_point is None else int(a_zero_point.item())
+        out = np.empty(out_shape, np.float32)
+        if rows:  # one call: product and epilogue
+            small_to_float(A.reshape(P, K), z, b, a_scale.item(), b_s, _EMPTY_I32, fb, out.reshape(P, N))
             return out
+        acc = _product_rows(A.reshape(P, K), z, b, chunk)
+        scale_rows(acc, a_scale.item(), b_s, _EMPTY_I32, fb, out.reshape(P, N))
+        return out
     a_s, b_s = np.asarray(a_scale), np.asarray(b_scale)
     if (A.dtype not in _INT8 or B.dtype not in _INT8 or A.ndim < 2 or B.ndim < 2
             or a_s.dtype != np.float32 or b_s.dtype != np.float32 or a_s.size != 1
@@ -924,6 +918,25 @@ def MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point=None, b_zero_point
     P = acc.size // max(N, 1)
     scale_loops(np.ascontiguousarray(acc).reshape(P, N, 1), scale, b, out.reshape(P, N, 1))
     return out
+
+
+_F32 = np.dtype(np.float32)
+
+
+def _mmif_shape_prep(A, B, b_scale, b_zero_point, bias):
+    """``_mmif_prep`` plus what A's dtype and shape decide (checked once per shape): rows [P, K],
+    N, the path, and the exact chunk for *any* 8-bit zero point of A (|A - zp| <= 255), since
+    a_zero_point is a run-time value in dynamic quantization. False: the general path."""
+    if (A.ndim < 2 or B.ndim != 2 or A.dtype not in _INT8 or A.size == 0 or A.shape[-1] != B.shape[0]):
+        return False
+    prep = _mmif_prep(B, b_scale, b_zero_point, bias)
+    if prep is False:
+        return False
+    b, bmax, b_s, fb = prep
+    K, N = B.shape
+    P = A.size // K
+    chunk = _chunk(255, bmax)
+    return b, b_s, fb, P, K, N, _use_rows(P, K, N, chunk), chunk, A.shape[:-1] + (N,)
 
 
 def _mmif_prep(B, b_scale, b_zero_point, bias):
