@@ -27,7 +27,7 @@ def _readonly(a):
 
 
 SHAPES = [(1, 10, 32), (1, 256, 10), (4, 300, 70), (5, 16, 1), (64, 10, 32), (64, 256, 10),
-          (128, 64, 192), (130, 1100, 9)]  # loop kernel, widen + BLAS, K over one exact chunk
+          (64, 32, 16), (64, 16, 1), (128, 64, 192), (130, 1100, 9)]  # row, dot, loop kernels, BLAS, K chunks
 
 
 @SETTINGS
