@@ -168,3 +168,44 @@ def test_fuse_qdq_keeps_a_shared_quantize():
     model, _ = _qdq_matmul_graph(True, shared_q=True)
     ops = [n.op_type for n in fuse_qdq(minirt.load(model)).nodes]
     assert ops == ["QuantizeLinear", "MatMulIntegerToFloat"]
+
+
+@pytest.mark.parametrize("b_shape,bias_shape", [((8, 1, 1), (8, 1, 1)), ((8, 1, 1), None), ((), (8, 1, 1)),
+                                                ((1, 8, 1, 1), (8, 1, 1)), ((8, 1, 1), (1,)),
+                                                ((1, 1, 4), None), ((1, 1, 1, 1, 1), None)])
+def test_scale_integer_to_float_is_exact(b_shape, bias_shape):
+    rng = np.random.default_rng(7)
+    acc = rng.integers(-2**20, 2**20, (3, 8, 5, 4)).astype(np.int32)
+    a_scale = np.asarray(rng.uniform(1e-3, 1e-1), np.float32)
+    b_scale = _readonly(rng.uniform(1e-3, 1e-1, b_shape).astype(np.float32))
+    bias = None if bias_shape is None else _readonly(rng.normal(size=bias_shape).astype(np.float32))
+    # the chain fuse_dynamic_matmul folds: Cast -> Mul(Mul(xs, ws)) -> Add(bias)
+    want = acc.astype(np.float32) * (a_scale * b_scale)
+    if bias is not None:
+        want = want + bias
+    for _ in range(2):
+        for got in (kquant.ScaleIntegerToFloat(acc, a_scale, b_scale, bias),
+                    rquant.ScaleIntegerToFloat(acc, a_scale, b_scale, bias)):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+
+
+def test_fuse_dynamic_conv_chain_is_bit_identical():
+    """digits, quantized dynamically: each ConvInteger's Cast / Mul / Mul / Add become one
+    ScaleIntegerToFloat (ConvInteger stays); outputs equal the chain's bit for bit."""
+    from pathlib import Path
+
+    import minirt
+    from minirt.passes.quant import fuse_dynamic_matmul
+
+    model = minirt.quantize(str(Path(minirt.__file__).parent / "data" / "digits_cnn.onnx"), mode="dynamic")
+    g = minirt.load(model.SerializeToString())
+    g2 = fuse_dynamic_matmul(g)
+    ops = [n.op_type for n in g2.nodes]
+    assert ops.count("ScaleIntegerToFloat") == ops.count("ConvInteger") == 2 and "Cast" not in ops
+    with np.load(Path(minirt.__file__).parent / "data" / "digits_test.npz") as z:
+        x = z["images"][:64]
+    (want,) = minirt.InferenceSession(g, optimize=0).run(None, {"image": x})
+    for sess in (minirt.InferenceSession(g2, optimize=0), minirt.InferenceSession(g),
+                 minirt.InferenceSession(g2, optimize=0, kernels=False)):
+        np.testing.assert_array_equal(sess.run(None, {"image": x})[0], want)

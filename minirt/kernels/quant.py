@@ -49,6 +49,7 @@ from minirt.ops.quant import MatMulIntegerToFloat as MatMulIntegerToFloat_refere
 from minirt.ops.quant import QGemm as QGemm_reference
 from minirt.ops.quant import QLinearMatMul as QLinearMatMul_reference
 from minirt.ops.quant import QuantizeLinear as QuantizeLinear_reference
+from minirt.ops.quant import ScaleIntegerToFloat as ScaleIntegerToFloat_reference
 from minirt.ops.quant import _channel_zero_point, _requantize, _row_zero_point
 from minirt.registry import kernel
 
@@ -506,7 +507,29 @@ def _dots_requant(a, zp, bT, bias, mult, yzp, lo, hi, out):
     requant_rows(acc, bias, mult, yzp, lo, hi, out)
 
 
+def _scale_channels(acc, a_scale, b_scale, bias, out):
+    """out[n, c, i] = float32(acc[n, c, i]) * float32(a_scale * b_scale[c]) (+ bias[c]): the
+    chain Cast -> Mul -> Add in one pass, the same float32 operations in the same order.
+    a_scale: a Python float holding a float32 value; b_scale, bias: float32 [C] or [1]
+    (bias may be empty)."""
+    Nb, C, Q = acc.shape
+    a32 = np.float32(a_scale)
+    for n in range(Nb):
+        for c in range(C):
+            s = a32 * b_scale[c if b_scale.shape[0] > 1 else 0]
+            src = acc[n, c]
+            dst = out[n, c]
+            if bias.shape[0] > 0:
+                bb = bias[c if bias.shape[0] > 1 else 0]
+                for i in range(Q):
+                    dst[i] = np.float32(src[i]) * s + bb
+            else:
+                for i in range(Q):
+                    dst[i] = np.float32(src[i]) * s
+
+
 requant_loops = numba.njit(cache=True)(_requant_loops)
+scale_channels = numba.njit(cache=True)(_scale_channels)
 quantize_widen = numba.njit(cache=True)(_quantize_widen)
 _rows_acc = numba.njit(cache=True, inline="always")(_rows_acc)
 small_to_float = numba.njit(cache=True)(_small_to_float)
@@ -1073,3 +1096,49 @@ def QuantizeMatMul(A, a_scale, a_zero_point, B, b_scale, b_zero_point=None, bias
         acc = _int_product(af, b, chunk)
     scale_rows(acc, scale, b_s, _EMPTY_I32, fb, out.reshape(-1, N))
     return out
+
+
+@kernel("ScaleIntegerToFloat", since=1, domain="minirt")
+def ScaleIntegerToFloat(acc, a_scale, b_scale, bias=None):
+    """Fast ScaleIntegerToFloat for an int32 [N, C, ...] accumulator, a float32 scalar a_scale,
+    b_scale and bias float32 per channel ([C, 1, ...]) or scalar: one pass (bit-exact)."""
+    if (type(acc) is np.ndarray and acc.dtype == np.int32 and acc.ndim >= 2 and acc.size
+            and type(a_scale) is np.ndarray and a_scale.dtype is _F32 and a_scale.size == 1
+            and a_scale.ndim <= acc.ndim):
+        prep = _prepared(b_scale, ("scale_channels", acc.ndim, acc.shape[1]), (bias,),
+                         lambda: _scale_channels_prep(acc, b_scale, bias))
+        if prep is not False:
+            b_s, fb = prep
+            out = np.empty(acc.shape, np.float32)
+            a3 = acc.reshape(acc.shape[0], acc.shape[1], -1)
+            if not a3.flags.c_contiguous:
+                a3 = np.ascontiguousarray(a3)
+            scale_channels(a3, a_scale.item(), b_s, fb, out.reshape(a3.shape))
+            return out
+    return ScaleIntegerToFloat_reference(acc, a_scale, b_scale, bias)
+
+
+def _per_channel(p, ndim, C):
+    """p as a contiguous float32 [C] or [1] when it broadcasts per channel of an [N, C, ...]
+    tensor (shape [C, 1, ...] / [1, C, 1, ...] / size 1), else None."""
+    p = np.asarray(p)
+    if p.dtype != np.float32 or p.ndim > ndim:  # (more dims would grow the output's rank)
+        return None
+    if p.size == 1:
+        return np.ascontiguousarray(p.reshape(1))
+    if p.ndim == ndim:
+        if p.shape[0] != 1:
+            return None
+        p = p.reshape(p.shape[1:])
+    shape = (1,) * (ndim - 1 - p.ndim) + p.shape  # aligned to [C, ...] (the batch axis dropped)
+    if shape[0] != C or any(d != 1 for d in shape[1:]):
+        return None
+    return np.ascontiguousarray(p.reshape(C))
+
+
+def _scale_channels_prep(acc, b_scale, bias):
+    b_s = _per_channel(b_scale, acc.ndim, acc.shape[1])
+    fb = _EMPTY_F32 if bias is None else _per_channel(bias, acc.ndim, acc.shape[1])
+    if b_s is None or fb is None:
+        return False
+    return b_s, fb

@@ -383,3 +383,12 @@ def QuantizeMatMul(A, a_scale, a_zero_point, B, b_scale, b_zero_point=None, bias
     a_zero_point, b_zero_point, bias): static quantization's ``DynamicQuantizeMatMul`` (minirt's own)."""
     qa = QuantizeLinear(A, a_scale, a_zero_point)
     return MatMulIntegerToFloat(qa, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+
+
+@op("ScaleIntegerToFloat", since=1, domain="minirt")
+def ScaleIntegerToFloat(acc, a_scale, b_scale, bias=None):
+    """Y = Cast(acc, float32) * (a_scale * b_scale) [+ bias]: the float end of dynamic
+    quantization's ``ConvInteger -> Cast -> Mul(Mul(x_scale, w_scale)) -> Add(bias)`` chain,
+    which fuse_dynamic_matmul folds into this node (ConvInteger stays)."""
+    y = acc.astype(np.float32) * (np.asarray(a_scale) * np.asarray(b_scale))
+    return y if bias is None else y + bias

@@ -332,7 +332,42 @@ def _fuse_dynamic_once(g: Graph) -> bool:
     for node in list(g.nodes):
         if _is(node, "MatMulInteger") and _fuse_dynamic(g, v, node):
             return True
+        if _is(node, "ConvInteger") and _fuse_dynamic_conv(g, v, node):
+            return True
     return False
+
+
+def _fuse_dynamic_conv(g: Graph, v: _View, conv: Node) -> bool:
+    """ConvInteger -> Cast(FLOAT) -> Mul(Mul(xs, ws)) [-> Add(constant bias)] (either operand
+    orders) -> ``minirt.ScaleIntegerToFloat(acc, xs, ws[, bias])``. The ConvInteger stays (its
+    int32 output is the new node's input); every intermediate must have that single reader and
+    not be a graph output. Bit-identical: the same float32 operations in the same order."""
+    acc = conv.outputs[0]
+    cast = v.sole_reader(acc)
+    if not _is(cast, "Cast") or cast.attrs.get("to") != 1:  # 1: FLOAT
+        return False
+    mul = v.sole_reader(cast.outputs[0])
+    if not _is(mul, "Mul"):
+        return False
+    s = _other(mul, cast.outputs[0])
+    smul = v.producer.get(s) if s else None
+    if not _is(smul, "Mul") or v.sole_reader(s) is not mul or len(smul.inputs) != 2:
+        return False
+    a, b = smul.inputs
+    if v.const(b) is None and v.const(a) is not None:
+        a, b = b, a  # the constant (the weight's scale) second
+    old, out, ins = [cast, smul, mul], mul.outputs[0], [acc, a, b]
+    add = v.sole_reader(mul.outputs[0])
+    if _is(add, "Add"):
+        bias = _other(add, mul.outputs[0])
+        bv = v.const(bias) if bias else None
+        if bv is not None and bv.dtype == np.float32:
+            old.append(add)
+            out = add.outputs[0]
+            ins.append(bias)
+    g.opsets.setdefault("minirt", 1)
+    _replace(g, old, Node("ScaleIntegerToFloat", ins, [out], {}, cast.name, "minirt"))
+    return True
 
 
 def _other(node: Node, name: str) -> str | None:
