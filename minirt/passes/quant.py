@@ -319,6 +319,11 @@ def fuse_dynamic_matmul(graph: Graph) -> Graph:
     Bit-identical: MatMulIntegerToFloat computes float32(acc) * (xs * w_scale) [+ bias], the
     same float32 operations, in the same order, as the chain (products and sums of two operands
     commute exactly in IEEE arithmetic).
+
+    The convolutions' chain, ``ConvInteger -> Cast -> Mul(Mul(xs, w_scale)) [-> Add(bias)]``,
+    has no contrib op to become: its float end (Cast, both Muls, the Add) becomes one
+    ``minirt.ScaleIntegerToFloat(acc, xs, w_scale[, bias])`` after the ConvInteger, again the
+    same float32 operations in the same order.
     """
     g = copy_graph(graph)
     changed = True
