@@ -362,8 +362,8 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
         for n in range(N):  # [G, M/G, C/G] @ [G, C/G, H*W] -> [G, M/G, H*W], straight into y[n]
             matmul(w, X[n].reshape(G, Cg, oh * ow), out=y[n].reshape(G, M // G, oh * ow))
         if fused:  # bias, Z and the clip in one pass
+            b = zeros if B is None else np.ascontiguousarray(B, dtype=X.dtype)
             for n in range(N):
-                b = zeros if B is None else np.ascontiguousarray(B, dtype=X.dtype)
                 epilogue_loops(y[n], b, no_z if z_all is None else z_all[n], lo, hi, y[n])
             return y
         if bias is not None:
@@ -372,14 +372,14 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     Hp, Wp = oh + (kh - 1) * dh, ow + (kw - 1) * dw  # the padded image a stride-1 conv reads
     runs = sh == sw == 1 and Wp - ow <= WIDE_MAX_EXTRA * ow  # stride 1: runs of the padded image
     width = Wp if runs else ow  # columns per output row (over the padded width for the runs)
-    xps = [padded_flat(X[n], ph, pw, Hp, Wp) for n in range(N)] if runs else None  # [C, (Hp+1)*Wp]
 
-    def band(n, oy0, oy1, gemm):
-        """Output rows [oy0, oy1) of image n: their columns, then one GEMM."""
+    def band(n, xp, oy0, oy1, gemm):
+        """Output rows [oy0, oy1) of image n (xp: its padded image for the runs): their columns,
+        then one GEMM."""
         L = (oy1 - oy0) * width
         cols = np.empty((C * kh * kw, L), dtype=X.dtype)
         if runs:  # the runs start oy0 padded rows further on
-            wide_columns(xps[n][:, oy0 * Wp:], kh, kw, dh, dw, Wp, L, cols)  # [C*K, L]
+            wide_columns(xp[:, oy0 * Wp:], kh, kw, dh, dw, Wp, L, cols)  # [C*K, L]
             out = np.empty((M, oy1 - oy0, Wp), dtype=X.dtype)
         else:  # im2col of rows [oy0, oy1): the same windows with oy0*sh fewer rows of top padding
             im2col(X[n], cols, kh, kw, sh, sw, ph - oy0 * sh, pw, dh, dw, oy1 - oy0, ow)  # [C*K, L]
@@ -403,12 +403,13 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     # single-threaded BLAS: the copy runs on every core too, and the GEMM reads columns that are
     # still in cache instead of a matrix of up to 100 MB (VGG's 224x224x64 3x3 layer).
     rows = max(1, BAND_BYTES // (C * kh * kw * width * X.itemsize), -(-BAND_MIN_COLUMNS // width))
-    if K >= BAND_MIN_DEPTH and rows < oh and blas_threads() > 1:  # (asking BLAS costs ~0.7 us: last)
-        run_blas_pieces([lambda n=n, r=r: band(n, r, min(oh, r + rows), np.matmul)
-                         for n in range(N) for r in range(0, oh, rows)])
-    else:  # one image at a time, BLAS on every core (kernels/gemm.py)
-        for n in range(N):
-            band(n, 0, oh, matmul)
+    banded = K >= BAND_MIN_DEPTH and rows < oh and blas_threads() > 1  # (asking BLAS ~0.7 us: last)
+    for n in range(N):  # one image at a time: one padded copy alive, whatever the batch
+        xp = padded_flat(X[n], ph, pw, Hp, Wp) if runs else None  # [C, (Hp+1)*Wp]
+        if banded:
+            run_blas_pieces([lambda r=r: band(n, xp, r, min(oh, r + rows), np.matmul) for r in range(0, oh, rows)])
+        else:  # the whole image in one GEMM, BLAS on every core (kernels/gemm.py)
+            band(n, xp, 0, oh, matmul)
     return y if runs else finish(y)
 
 
@@ -420,9 +421,9 @@ def _geometry(x_shape, w_shape, auto_pad, strides, dilations, pads):
         x_shape, w_shape = x_shape[:2] + (1,) + x_shape[2:], w_shape[:2] + (1,) + w_shape[2:]
         strides, dilations = (1,) + (strides or (1,)), (1,) + (dilations or (1,))
         pads = None if pads is None else (0, pads[0], 0, pads[1])
-    strides, dilations = list(strides or (1, 1)), list(dilations or (1, 1))
+    strides, dilations = tuple(strides or (1, 1)), tuple(dilations or (1, 1))
     out_shape, begin, _, _ = _window_pads(x_shape[2:], w_shape[2:], strides, dilations, pads, auto_pad)
-    return strides, dilations, tuple(out_shape), begin
+    return strides, dilations, tuple(out_shape), tuple(begin)  # tuples: the cache hands them out again
 
 
 def _tuple(v):
