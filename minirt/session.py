@@ -8,9 +8,7 @@ and the onnxruntime-shaped API (``run``, ``get_inputs``, ``get_outputs``).
 from __future__ import annotations
 
 import contextlib
-import threading
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -22,6 +20,7 @@ from minirt.errors import InputError
 from minirt.ir import Graph, Value
 from minirt.observe import Observer, VerbosePrinter, _Observers
 from minirt.plan import Plan, check_supported
+from minirt.plan_cache import Capture, SpecializedPlans, agree, signature, worth_specializing
 
 
 @dataclass
@@ -92,11 +91,11 @@ class InferenceSession:
         self._pools = None  # threadpoolctl controller, made on first use
         self._kernels = kernels
         self._plan = Plan(self.graph, kernels=kernels)
-        self._specialized: _SpecializedPlans | None = None
+        self._specialized: SpecializedPlans | None = None
         if not isinstance(specialize, bool) and int(specialize) < 0:
             raise ValueError(f"specialize must be a number of plans >= 0 or a bool, got {specialize!r}")
-        if specialize and _worth_specializing(self.graph):
-            self._specialized = _SpecializedPlans(8 if specialize is True else int(specialize))
+        if specialize and worth_specializing(self.graph):
+            self._specialized = SpecializedPlans(8 if specialize is True else int(specialize))
         self._observers: list[Observer] = [VerbosePrinter(verbose)] if verbose else []
         self._cache = ResultCache(cache_size) if cache_size else None
         self._inputs = self.graph.feed_inputs()
@@ -219,7 +218,7 @@ class InferenceSession:
         if self._observers:
             observer = self._observers[0] if len(self._observers) == 1 else _Observers(list(self._observers))
         elif self._specialized is not None and not keep_all:
-            key = _signature(feeds)
+            key = signature(feeds)
             if key is not None:
                 found = self._specialized.get(key)
                 if found is not None:
@@ -258,11 +257,11 @@ class InferenceSession:
             self._specialized.put(key, generic)
             return generic.execute(args)
         folded = {n for n in graph.initializers if n not in self.graph.initializers}
-        capture = _Capture(folded)
+        capture = Capture(folded)
         outputs = generic.execute(args, observer=capture)
         bad = []
         for name in sorted(folded):
-            value = _agree(capture.values.get(name), graph.initializers[name])
+            value = agree(capture.values.get(name), graph.initializers[name])
             if value is None:
                 bad.append(name)
             else:
@@ -347,124 +346,6 @@ class InferenceSession:
             _check_shape(name, v, x, symbols)
             feeds[name] = x
         return feeds
-
-
-class _SpecializedPlans:
-    """LRU of plans specialized on input shapes, and the signatures seen once so far.
-
-    A signature is specialized on its *second* sighting only: a generation loop whose KV cache
-    grows every step sees every shape once, and must not pay a rebuild per step.
-
-    It also stops building when the LRU thrashes: a workload cycling through more signatures
-    than it holds (the same long generation, request after request) would rebuild plans that
-    are evicted before they pay back. Once more than ``size`` plans left the LRU having served
-    fewer than ``PAYBACK`` runs each, no new plan is built (the ones held are still used).
-    """
-
-    SEEN = 64  # signatures remembered as seen once
-    PAYBACK = 16  # runs a plan must serve before eviction for its build to count as worth it
-
-    def __init__(self, size: int):
-        if size < 0:
-            raise ValueError(f"specialize must be a number of plans >= 0, got {size}")
-        self.size = size
-        self.plans: OrderedDict[tuple, Plan] = OrderedDict()
-        self.hits: dict[tuple, int] = {}
-        self.seen: OrderedDict[tuple, None] = OrderedDict()
-        self.wasted = 0  # plans evicted before they served PAYBACK runs
-        self.building = True
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple) -> Plan | None:
-        plan = self.plans.get(key)
-        if plan is not None:
-            try:
-                self.plans.move_to_end(key)
-                self.hits[key] += 1
-            except KeyError:  # evicted meanwhile by another thread: still usable for this run
-                pass
-        return plan
-
-    def seen_again(self, key: tuple) -> bool:
-        """Record a sighting of ``key``; True when it was seen before (time to specialize)."""
-        if not self.building:
-            return False
-        with self.lock:
-            if key in self.seen:
-                del self.seen[key]
-                return True
-            self.seen[key] = None
-            while len(self.seen) > self.SEEN:
-                self.seen.popitem(last=False)
-            return False
-
-    def put(self, key: tuple, plan: Plan) -> None:
-        with self.lock:
-            self.plans[key] = plan
-            self.hits[key] = 0
-            while len(self.plans) > self.size:
-                old, _ = self.plans.popitem(last=False)
-                if self.hits.pop(old, 0) < self.PAYBACK:
-                    self.wasted += 1
-            if self.wasted > self.size:
-                self.building = False
-                self.seen.clear()
-
-
-class _Capture(Observer):
-    """Keeps the outputs of the given value names during one observed run."""
-
-    def __init__(self, names: set[str]):
-        self.names = names
-        self.values: dict[str, Any] = {}
-
-    def after(self, node, inputs, outputs, seconds):
-        for name, out in zip(node.outputs, outputs):
-            if name in self.names:
-                self.values[name] = out
-
-
-def _agree(computed: Any, folded: np.ndarray) -> np.ndarray | None:
-    """The constant to keep for a folded value, given what the generic plan computed for it:
-    ``folded`` when they are bitwise equal; a frozen copy of ``computed`` when they are floats
-    that differ by rounding only (a kernel in the generic plan, the reference op in folding:
-    keeping the generic plan's bits keeps the outputs bitwise identical); None when they
-    disagree (a value the specialization should not have folded)."""
-    if isinstance(computed, np.generic):
-        computed = np.asarray(computed)
-    if not isinstance(computed, np.ndarray) or computed.dtype != folded.dtype or computed.shape != folded.shape:
-        return None
-    if computed.dtype == object:
-        return folded if np.array_equal(computed, folded) else None
-    if np.ascontiguousarray(computed).tobytes() == np.ascontiguousarray(folded).tobytes():
-        return folded
-    if computed.dtype.kind in "fc" and np.allclose(computed, folded, rtol=1e-5, atol=1e-6, equal_nan=True):
-        kept = computed.copy()
-        kept.flags.writeable = False
-        return kept
-    return None
-
-
-def _signature(feeds: Mapping[str, Any]) -> tuple | None:
-    """``((name, shape, dtype), ...)`` of the feeds, sorted by name; None if one is not an array."""
-    key = []
-    for name in sorted(feeds):
-        x = feeds[name]
-        if type(x) is not np.ndarray:
-            return None
-        key.append((name, x.shape, x.dtype.str))
-    return tuple(key)
-
-
-def _worth_specializing(graph: Graph) -> bool:
-    """Only a graph that turns shapes into data (Shape/Size) and has an input of a dim not fixed
-    in the model can gain from knowing the feeds' shapes."""
-    from minirt.passes.specialize import has_shape_nodes
-
-    if not has_shape_nodes(graph):
-        return False
-    return any(v.kind == "tensor" and (v.shape is None or not all(isinstance(d, int) and d > 0 for d in v.shape))
-               for v in graph.feed_inputs())
 
 
 def _check_dtype(name: str, v: Value, x: np.ndarray) -> None:
