@@ -10,9 +10,12 @@ by ConstantOfShape, input shapes from the model) and the small real models of th
 
 How it measures:
 
-- the three runtimes run the same random input (seeded), **interleaved** run by run (minirt,
-  onnxruntime, minirt, onnxruntime, ...) so a busy machine slows them alike; the table shows
-  medians and the ratios of medians;
+- the three runtimes run the same random input (seeded), **interleaved** round by round so a
+  busy machine slows them alike: each round runs minirt twice and times the second run, then
+  onnxruntime twice and times the second (after a run, each runtime's threads spin for a while —
+  onnxruntime's pool by design, OpenBLAS's for ~0.1 ms — and must not take the cores of the
+  other's timed run: timed right after an onnxruntime run, minirt's ResNet-50 measured 98 ms
+  instead of 77); the table shows medians and the ratios of medians;
 - onnxruntime gets the same thread count (``intra_op_num_threads = --threads``, inter-op 1,
   all graph optimizations on, its default); minirt runs with its default passes (level 2) and
   ``threads=--threads``;
@@ -137,7 +140,12 @@ def bench_model(name: str, repeats: int, threads: int, reference_repeats: int, p
                   for g, w in zip(got, want) if np.asarray(g).dtype.kind == "f")  if got else 0.0
     t_minirt, t_ort = [], []
     for _ in range(repeats):
+        # each timed run follows an untimed run of the same runtime: both runtimes' threads spin
+        # for a while after a run (onnxruntime's pool by design, OpenBLAS's for 2**18 cycles),
+        # and the other runtime's spinning threads must not be on the cores a run is timed on
+        run_minirt()
         t_minirt.append(timed(run_minirt))
+        run_ort()
         t_ort.append(timed(run_ort))
         if progress is not None:
             progress.update()
