@@ -406,8 +406,9 @@ def test_big_inputs_take_the_parallel_loops():
 
 
 def test_bn_affine_folding_and_maxpool_values_in_a_session():
-    """BN -> Mul -> Add (per channel) -> Relu -> MaxPool: level 2 folds the Mul/Add into the BN and
-    runs the MaxPool as Y-only minirt.MaxPool; the result is the reference's."""
+    """BN -> Mul -> Add (per channel) -> Relu -> MaxPool: level 2 folds the Mul/Add into the BN,
+    fuses BN + Relu into minirt.FusedBatchNormalization and runs the MaxPool as Y-only
+    minirt.MaxPool; the result is the reference's."""
     C = 4
     rng = np.random.default_rng(2)
     inits = [helper.make_tensor(n, TensorProto.FLOAT, shape, v.ravel()) for n, shape, v in [
@@ -423,7 +424,7 @@ def test_bn_affine_folding_and_maxpool_values_in_a_session():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     fast, ref = minirt.InferenceSession(model), minirt.InferenceSession(model, optimize=0, kernels=False)
     ops = [(n.domain, n.op_type) for n in fast.graph.nodes]
-    assert ops == [("", "BatchNormalization"), ("", "Relu"), ("minirt", "MaxPool")], ops
+    assert ops == [("minirt", "FusedBatchNormalization"), ("minirt", "MaxPool")], ops
     x = _rand(rng, (1, C, 9, 9)) * 3
     _close(fast.run(None, {"x": x})[0], ref.run(None, {"x": x})[0], 1e-5)
 

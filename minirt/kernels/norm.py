@@ -109,6 +109,39 @@ def batch_norm_inference(X, scale, B, mean, var, epsilon):
     return y
 
 
+def _channel_affine_loops(x, s, t, lo, hi, y):
+    """y[n, c, i] = min(max(x[n, c, i] * s[c] + t[c], lo), hi): inference BatchNormalization and
+    the Relu/Clip after it in one pass (x, y [N, C, L]; the multiply and the add round one after
+    the other, as NumPy's two passes do: bit-identical). NaN passes the clip, as np.maximum keeps it."""
+    N, C, L = x.shape
+    for n in range(N):
+        for c in range(C):
+            sc, tc = s[c], t[c]
+            src, dst = x[n, c], y[n, c]
+            for i in range(L):
+                v = src[i] * sc + tc
+                if v < lo:
+                    v = lo
+                if v > hi:
+                    v = hi
+                dst[i] = v
+
+
+channel_affine_loops = numba.njit(cache=True)(_channel_affine_loops)
+
+
+def batch_norm_clip(X, scale, B, mean, var, epsilon, lo, hi):
+    """min(max(BatchNormalization(X), lo), hi) for inference, float32/float64 X [N, C, ...] and
+    [C] parameters (check with ``_bn_fast``): the per-channel s, t of ``batch_norm_inference``,
+    then one pass."""
+    s = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + epsilon)  # [C]
+    t = np.asarray(B, np.float64) - np.asarray(mean, np.float64) * s
+    x = np.ascontiguousarray(X).reshape(X.shape[0], X.shape[1], -1)  # [N, C, D1, ...] -> [N, C, L]
+    y = np.empty_like(x)
+    channel_affine_loops(x, s.astype(X.dtype), t.astype(X.dtype), float(lo), float(hi), y)
+    return y.reshape(X.shape)
+
+
 def _bn_fast(X, params):
     return (X.dtype in _FAST_DTYPES and X.ndim >= 2 and X.shape[1] > 0
             and all(p.ndim == 1 and p.shape[0] == X.shape[1] for p in params))

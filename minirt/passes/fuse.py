@@ -257,6 +257,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
         Conv   -> [Add(Z)] -> [activation]   =>  FusedConv(X, W, B, Z)
         MatMul -> [Add(Z)] -> [activation]   =>  FusedMatMul(A, B, Z)
         Gemm   -> activation                 =>  FusedGemm(A, B, C)
+        BatchNormalization -> Relu/Clip      =>  FusedBatchNormalization(X, scale, B, mean, var)
 
     (at least one of the bracketed steps present). ``Z`` is whatever the Add adds: a bias, or a
     residual branch (a two-input ``Sum`` counts as an Add). Activations: Relu, LeakyRelu, Elu,
@@ -303,9 +304,37 @@ def _maxpool_values_only(g: Graph) -> int:
     return count
 
 
-def _fuse_elementwise(g: Graph, opsets: dict[str, int]) -> int:
+def _fuse_batchnorm_activation(g: Graph, opsets: dict[str, int]) -> int:
+    """BatchNormalization (inference) -> Relu/Clip  =>  minirt.FusedBatchNormalization: the
+    pre-activation blocks of DenseNet-style models (BN, Relu, then the conv), one pass instead
+    of two. Only opset >= 9 forms (no ``spatial``/``is_test``), one output, not training."""
+    if opsets.get("", 1) < 9:
+        return 0
     users = consumers(g)
     count = 0
+    for bn in list(g.nodes):
+        if (not _is(bn, "BatchNormalization") or any(bn.outputs[1:]) or bn.attrs.get("training_mode", 0)
+                or set(bn.attrs) - {"epsilon", "momentum", "training_mode"} or not any(n is bn for n in g.nodes)):
+            continue
+        nxt = only_consumer(g, users, bn.outputs[0])
+        act = _activation(g, nxt, opsets)
+        if act is None or act[0] not in ("Relu", "Clip") or nxt.inputs[0] != bn.outputs[0] or len(nxt.outputs) != 1:
+            continue
+        attrs = {"epsilon": float(bn.attrs.get("epsilon", 1e-5)), "activation": act[0]}
+        if act[1]:
+            attrs["activation_params"] = act[1]
+        fused = Node("FusedBatchNormalization", list(bn.inputs[:5]), [nxt.outputs[0]], attrs,
+                     name=bn.name or nxt.outputs[0], domain=DOMAIN)
+        _replace(g, [bn, nxt], fused)
+        g.value_info.pop(bn.outputs[0], None)
+        users = consumers(g)
+        count += 1
+    return count
+
+
+def _fuse_elementwise(g: Graph, opsets: dict[str, int]) -> int:
+    count = _fuse_batchnorm_activation(g, opsets)
+    users = consumers(g)
     for anchor in list(g.nodes):
         if not _is(anchor, "Conv", "MatMul", "Gemm") or not any(n is anchor for n in g.nodes):
             continue

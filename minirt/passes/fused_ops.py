@@ -5,6 +5,7 @@ Each one is a product op followed by an optional Add and an optional activation:
     FusedConv(X, W, B, Z)    Y = activation(Conv(X, W, B) + Z)
     FusedMatMul(A, B, Z)     Y = activation(MatMul(A, B) + Z)
     FusedGemm(A, B, C)       Y = activation(Gemm(A, B, C))
+    FusedBatchNormalization(X, scale, B, mean, var)    Y = Relu/Clip(BatchNormalization(...))
 
 ``Z`` is optional (a bias, or the skip branch of a residual block). ``activation`` names the
 ONNX op applied last ("" for none) and ``activation_params`` holds its float attributes in the
@@ -19,6 +20,8 @@ registered product op (a Numba/BLAS conv, a BLAS matmul), then apply the Add and
 **in place** on the product's output — a fresh array the op owns — so a Conv+Add+Relu makes one
 array and one extra pass over it per step, instead of one new array per step (``y += Z``,
 ``np.maximum(y, 0, out=y)``). Activations without an in-place form run the fastest registered op.
+FusedConv and FusedBatchNormalization with no activation, Relu or Clip go further: the Add and
+the clip happen inside the op's own last pass over its output (one Numba loop).
 
 One more op of this domain is not a fusion but the same kind of "do less": ``minirt.MaxPool`` is
 MaxPool computing Y alone, for the nodes that name no Indices output (nearly all): finding Y
@@ -35,11 +38,13 @@ import numpy as np
 
 from minirt import registry
 from minirt.kernels import conv as kconv
+from minirt.kernels import norm as knorm
 from minirt.kernels.pool import max_pool_values
 from minirt.ops.activation import Elu, Gelu, HardSigmoid, HardSwish, LeakyRelu, Relu, Sigmoid, Tanh
 from minirt.ops.conv import Conv
 from minirt.ops.elementwise import Add, Clip
 from minirt.ops.linalg import Gemm, MatMul
+from minirt.ops.norm import BatchNormalization
 from minirt.ops.pool import MaxPool as MaxPool_onnx
 from minirt.registry import kernel, op
 
@@ -189,6 +194,32 @@ def FusedGemm_fast(A, B, C=None, *, activation="", activation_params=None, alpha
                    transB=0):
     """FusedGemm with the fastest registered Gemm, then the activation in place."""
     y = _fastest("Gemm")(A, B, C, alpha=alpha, beta=beta, transA=transA, transB=transB)  # [M, N]
+    return _epilogue_in_place(y, None, activation, activation_params)
+
+
+# ----------------------------------------------------------------------------- FusedBatchNormalization
+
+
+@op("FusedBatchNormalization", since=1, domain=DOMAIN)
+def FusedBatchNormalization(X, scale, B, input_mean, input_var, *, epsilon=1e-5, activation="Relu",
+                            activation_params=None):
+    """Y = activation(BatchNormalization(X, scale, B, mean, var)), inference —
+    https://onnx.ai/onnx/operators/onnx__BatchNormalization.html"""
+    y = BatchNormalization(X, scale, B, input_mean, input_var, epsilon=epsilon)
+    return activate(y, activation, activation_params)
+
+
+@kernel("FusedBatchNormalization", since=1, domain=DOMAIN)
+def FusedBatchNormalization_fast(X, scale, B, input_mean, input_var, *, epsilon=1e-5, activation="Relu",
+                                 activation_params=None):
+    """The normalization and the Relu/Clip in one Numba pass (:func:`minirt.kernels.norm.batch_norm_clip`);
+    other cases: the fastest BatchNormalization, then the activation in place."""
+    bounds = _clip_bounds(activation, activation_params)
+    if bounds is not None and knorm._bn_fast(X, (scale, B, input_mean, input_var)):
+        lo, hi = bounds
+        return knorm.batch_norm_clip(X, scale, B, input_mean, input_var, epsilon,
+                                     -np.inf if lo is None else lo, np.inf if hi is None else hi)
+    y = _fastest("BatchNormalization")(X, scale, B, input_mean, input_var, epsilon=epsilon)
     return _epilogue_in_place(y, None, activation, activation_params)
 
 
