@@ -64,3 +64,11 @@ def test_kernel_falls_back_for_other_activations_and_dtypes():
     np.testing.assert_allclose(fused_ops.FusedBatchNormalization_fast(x, *p, activation="Relu"), want, rtol=1e-12)
     want = fused_ops.FusedBatchNormalization(x, *p, activation="Sigmoid")
     np.testing.assert_allclose(fused_ops.FusedBatchNormalization_fast(x, *p, activation="Sigmoid"), want, rtol=1e-12)
+
+
+def test_shape_specialization_sees_through_the_fused_node():
+    from minirt.ir import Node
+    from minirt.passes.specialize import output_shapes
+
+    node = Node("FusedBatchNormalization", ["x", "s", "b", "m", "v"], ["y"], {"activation": "Relu"}, domain="minirt")
+    assert output_shapes(node, {"x": (2, 4, 5, 6)}.get, {}, 17) == [(2, 4, 5, 6)]

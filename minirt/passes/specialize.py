@@ -183,6 +183,8 @@ def output_shapes(node: Node, shape_of: Callable[[str], Shape | None], const: Ma
             return [_broadcast([y, s(2)]) if len(ins) > 2 and ins[2] else y]
         if op == "FusedGemm":
             return [_gemm(s(0), s(1), a)]
+        if op == "FusedBatchNormalization":  # a per-channel affine map and a clip: X's shape
+            return [s(0)]
         return []
     if node.domain != "":
         return []
