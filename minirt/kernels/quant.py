@@ -198,6 +198,16 @@ def _scale_loops(acc, mult, bias, out):
                 out[p, c, q] = v
 
 
+def _quantize_value(v, s, z, lo, hi):
+    """saturate(rint(v / s) + z) in float32 (s, z, lo, hi float32): one value of QuantizeLinear."""
+    r = np.rint(v / s) + z
+    if r < lo:
+        return lo
+    if r > hi:
+        return hi
+    return r
+
+
 def _quantize_loop(x, scale, zp, lo, hi, out):
     """out = saturate(rint(x / scale) + zp): float32 division and rint, as the reference.
     scale: a Python float holding a float32 value (converted back here: the division is float32).
@@ -211,12 +221,7 @@ def _quantize_loop(x, scale, zp, lo, hi, out):
     flo = np.float32(lo)
     fhi = np.float32(hi)
     for i in range(x.size):
-        r = np.rint(x[i] / s) + z
-        if r < flo:
-            r = flo
-        elif r > fhi:
-            r = fhi
-        out[i] = np.int32(r)
+        out[i] = np.int32(_quantize_value(x[i], s, z, flo, fhi))
 
 
 def _dynamic_quantize(x, out, scale_out, zp_out):
@@ -266,13 +271,9 @@ def _dynamic_quantize(x, out, scale_out, zp_out):
 
 def _quantize_u8_loop(x, scale, zp, out):
     """DynamicQuantizeLinear's y: saturate(rint(x / scale) + zp) in float32, to uint8."""
+    lo, hi = np.float32(0), np.float32(255)
     for i in range(x.size):
-        r = np.rint(x[i] / scale) + zp
-        if r < 0:
-            r = 0
-        elif r > 255:
-            r = 255
-        out[i] = np.uint8(r)
+        out[i] = np.uint8(_quantize_value(x[i], scale, zp, lo, hi))
 
 
 def _widen_loop(q, zp, out):
@@ -462,12 +463,7 @@ def _quantize_widen(x, scale, zp, lo, hi, out):
     flo = np.float32(lo)
     fhi = np.float32(hi)
     for i in range(x.size):
-        r = np.rint(x[i] / s) + z
-        if r < flo:
-            r = flo
-        elif r > fhi:
-            r = fhi
-        out[i] = r - z
+        out[i] = _quantize_value(x[i], s, z, flo, fhi) - z
 
 
 def _dots(a, zp, bT, acc):
@@ -528,6 +524,7 @@ def _scale_channels(acc, a_scale, b_scale, bias, out):
                     dst[i] = np.float32(src[i]) * s
 
 
+_quantize_value = numba.njit(cache=True, inline="always")(_quantize_value)
 requant_loops = numba.njit(cache=True)(_requant_loops)
 scale_channels = numba.njit(cache=True)(_scale_channels)
 quantize_widen = numba.njit(cache=True)(_quantize_widen)

@@ -348,31 +348,52 @@ def _fuse_dynamic_conv(g: Graph, v: _View, conv: Node) -> bool:
     int32 output is the new node's input); every intermediate must have that single reader and
     not be a graph output. Bit-identical: the same float32 operations in the same order."""
     acc = conv.outputs[0]
-    cast = v.sole_reader(acc)
-    if not _is(cast, "Cast") or cast.attrs.get("to") != 1:  # 1: FLOAT
+    chain = _cast_scale_chain(v, acc)
+    if chain is None:
         return False
-    mul = v.sole_reader(cast.outputs[0])
-    if not _is(mul, "Mul"):
-        return False
-    s = _other(mul, cast.outputs[0])
-    smul = v.producer.get(s) if s else None
-    if not _is(smul, "Mul") or v.sole_reader(s) is not mul or len(smul.inputs) != 2:
-        return False
+    cast, mul, smul = chain
     a, b = smul.inputs
     if v.const(b) is None and v.const(a) is not None:
         a, b = b, a  # the constant (the weight's scale) second
     old, out, ins = [cast, smul, mul], mul.outputs[0], [acc, a, b]
-    add = v.sole_reader(mul.outputs[0])
-    if _is(add, "Add"):
-        bias = _other(add, mul.outputs[0])
-        bv = v.const(bias) if bias else None
-        if bv is not None and bv.dtype == np.float32:
-            old.append(add)
-            out = add.outputs[0]
-            ins.append(bias)
+    bias_add = _bias_add(v, mul.outputs[0])
+    if bias_add is not None:
+        add, bias = bias_add
+        old.append(add)
+        out = add.outputs[0]
+        ins.append(bias)
     g.opsets.setdefault("minirt", 1)
     _replace(g, old, Node("ScaleIntegerToFloat", ins, [out], {}, cast.name, "minirt"))
     return True
+
+
+def _cast_scale_chain(v: _View, acc: str) -> tuple[Node, Node, Node] | None:
+    """``acc -> Cast(FLOAT) -> Mul(., s)`` with ``s = Mul(..)`` of two inputs, each step read by
+    the next alone: (cast, mul, smul); None otherwise. The dequantization of an integer product."""
+    cast = v.sole_reader(acc)
+    if not _is(cast, "Cast") or cast.attrs.get("to") != 1:  # 1: FLOAT
+        return None
+    mul = v.sole_reader(cast.outputs[0])
+    if not _is(mul, "Mul"):
+        return None
+    s = _other(mul, cast.outputs[0])
+    smul = v.producer.get(s) if s else None
+    if not _is(smul, "Mul") or v.sole_reader(s) is not mul or len(smul.inputs) != 2:
+        return None
+    return cast, mul, smul
+
+
+def _bias_add(v: _View, out: str, shape: tuple | None = None) -> tuple[Node, str] | None:
+    """The Add that alone reads ``out`` and adds a float32 constant (of ``shape`` when given):
+    (add, the constant's name); None otherwise."""
+    add = v.sole_reader(out)
+    if not _is(add, "Add"):
+        return None
+    bias = _other(add, out)
+    bv = v.const(bias) if bias else None
+    if bv is None or bv.dtype != np.float32 or (shape is not None and bv.shape != shape):
+        return None
+    return add, bias
 
 
 def _other(node: Node, name: str) -> str | None:
@@ -400,28 +421,20 @@ def _fuse_dynamic(g: Graph, v: _View, mm: Node) -> bool:
         wzv = v.const(wz)
         if wzv is None or wzv.dtype != wv.dtype or wzv.size not in (1, n_out) or wzv.ndim > 1:
             return False
-    cast = v.sole_reader(mm.outputs[0])
-    if not _is(cast, "Cast") or cast.attrs.get("to") != 1:  # 1: FLOAT
+    chain = _cast_scale_chain(v, mm.outputs[0])
+    if chain is None:
         return False
-    mul = v.sole_reader(cast.outputs[0])
-    if not _is(mul, "Mul"):
-        return False
-    s = _other(mul, cast.outputs[0])
-    smul = v.producer.get(s) if s else None
-    if not _is(smul, "Mul") or v.sole_reader(s) is not mul:
-        return False
+    cast, mul, smul = chain
     ws = _other(smul, xs)
     wsv = v.const(ws) if ws else None
     if wsv is None or wsv.dtype != np.float32 or wsv.ndim > 1 or wsv.size not in (1, n_out):
         return False
     old, out, bias = [smul, mm, cast, mul], mul.outputs[0], ""
-    add = v.sole_reader(mul.outputs[0])
-    if _is(add, "Add"):
-        b = _other(add, mul.outputs[0])
-        bv = v.const(b) if b else None
-        if bv is not None and bv.dtype == np.float32 and bv.shape == (n_out,):
-            old.append(add)
-            out, bias = add.outputs[0], b
+    bias_add = _bias_add(v, mul.outputs[0], (n_out,))
+    if bias_add is not None:
+        add, bias = bias_add
+        old.append(add)
+        out = add.outputs[0]
     ins = [xq, wq, xs, ws, xz, wz] + ([bias] if bias else [])
     new = Node("MatMulIntegerToFloat", ins, [out], {}, mm.name, "com.microsoft")
     if "com.microsoft" not in g.opsets:
