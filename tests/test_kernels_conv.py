@@ -15,17 +15,9 @@ from hypothesis import strategies as st
 
 from minirt.kernels import conv as kconv
 from minirt.ops import conv as rconv
+from test_kernels import _close, _rand  # tests/ is on sys.path (conftest.py)
 
 SETTINGS = settings(deadline=None, max_examples=25)
-
-
-def _rand(rng, shape, dtype=np.float32):
-    return rng.uniform(-1, 1, shape).astype(dtype)
-
-
-def _close(got, want, tol=1e-4):
-    assert got.dtype == want.dtype and got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
 @st.composite

@@ -129,12 +129,13 @@ def FusedConv_fast(X, W, B=None, Z=None, *, activation="", activation_params=Non
     conv's own last pass over its output (:func:`minirt.kernels.conv.fused_conv`)."""
     conv_attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
                       pads=pads, strides=strides)
+    conv = _fastest("Conv")
     bounds = _clip_bounds(activation, activation_params)
-    if bounds is not None and _fastest("Conv") is kconv.Conv:
+    if bounds is not None and conv is kconv.Conv:
         y = kconv.fused_conv(X, W, B, Z, *bounds, **conv_attrs)
         if y is not None:
             return y
-    y = _fastest("Conv")(X, W, B, **conv_attrs)  # [N, C, *in] -> [N, M, *out]
+    y = conv(X, W, B, **conv_attrs)  # [N, C, *in] -> [N, M, *out]
     return _epilogue_in_place(y, Z, activation, activation_params)
 
 
