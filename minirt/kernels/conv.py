@@ -207,26 +207,28 @@ def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw):
                 dst[ox] = row[ox]
 
 
-def _epilogue_loops(src, bias, z, lo, hi, y):
-    """y[m, r, c] = min(max(src[m, r, c] + bias[m] + z[m, r, c], lo), hi): a conv's bias, residual
-    Add and Relu/Clip in ONE pass over its output (NumPy would make one pass for each).
+def _epilogue_loops(y, bias, z, lo, hi):
+    """y[m, r, c] = min(max(y[m, r, c] + bias[m] + z[m, r, c], lo), hi), in place: a conv's bias,
+    residual Add and Relu/Clip in ONE pass over its output (NumPy would make one pass for each).
 
-    src [M, R, >= C] (the product; columns past C are skipped: the runs' padded width), bias [M]
-    (zeros: none), z [M, R, C] or [0, 0, 0] (none), y [M, R, C] (written; may be src itself). The
-    sums are done in the unfused order ((src + bias) + z): the result is bit-identical. NaN passes
-    the clip (comparisons with NaN are false), as np.maximum / np.clip keep it.
+    y [M, R, C] (read and written), bias [M] (zeros: none), z [M, R, C] or [0, 0, 0] (none),
+    lo / hi scalars of y's dtype. The sums are done in the unfused order ((y + bias) + z): the
+    result is bit-identical. NaN passes the clip (comparisons with NaN are false), as np.maximum /
+    np.clip keep it. Two details keep the inner loop vectorized (5-10x faster, measured on
+    [256, 56, 56]): y is ONE argument (a separate source that aliases it makes LLVM's runtime
+    overlap check fail, and the loop runs scalar), and lo / hi have y's dtype (float64 bounds
+    against float32 values convert every element).
     """
     M, R, C = y.shape
     has_z = z.shape[0] > 0
     for m in range(M):
         bm = bias[m]
         for r in range(R):
-            s = src[m, r]
             d = y[m, r]
             if has_z:
                 zr = z[m, r]
                 for c in range(C):
-                    v = (s[c] + bm) + zr[c]
+                    v = (d[c] + bm) + zr[c]
                     if v < lo:
                         v = lo
                     if v > hi:
@@ -234,7 +236,7 @@ def _epilogue_loops(src, bias, z, lo, hi, y):
                     d[c] = v
             else:
                 for c in range(C):
-                    v = s[c] + bm
+                    v = d[c] + bm
                     if v < lo:
                         v = lo
                     if v > hi:
@@ -318,7 +320,7 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
 
     With an epilogue (FusedConv's): Y = min(max(Conv(X, W, B) + Z, lo), hi), Z [N, M, oh, ow] of
     X's dtype or None, lo / hi None for no bound (Relu: lo = 0). The stride-1 runs path does it
-    while it copies each product out; the other paths in one pass at the end (``finish``)."""
+    band by band, right after each band's product; the other paths in one pass at the end."""
     N, C, H, Wd = X.shape
     M, Cg, kh, kw = W.shape
     oh, ow = out_shape
@@ -332,7 +334,8 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     bias = None if B is None else B.reshape(M, 1, 1).astype(X.dtype, copy=False)  # [M] -> [M, 1, 1]
     fused = Z is not None or lo is not None or hi is not None  # an epilogue to apply
     if fused:
-        lo, hi = float(-np.inf if lo is None else lo), float(np.inf if hi is None else hi)
+        lo = X.dtype.type(-np.inf if lo is None else lo)  # of X's dtype: see _epilogue_loops
+        hi = X.dtype.type(np.inf if hi is None else hi)
         z_all = None if Z is None else np.ascontiguousarray(Z, dtype=X.dtype)
         no_z = np.empty((0, 0, 0), X.dtype)
         zeros = np.zeros(M, X.dtype)
@@ -342,7 +345,7 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
         if fused:
             for n in range(N):
                 yn = y[n].reshape(M, oh, ow)
-                epilogue_loops(yn, zeros, no_z if z_all is None else z_all[n], lo, hi, yn)
+                epilogue_loops(yn, zeros, no_z if z_all is None else z_all[n], lo, hi)
         return y
 
     if G == C and Cg == 1 and G > 1:  # depthwise: a direct loop kernel, bias included
@@ -364,7 +367,7 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
         if fused:  # bias, Z and the clip in one pass
             b = zeros if B is None else np.ascontiguousarray(B, dtype=X.dtype)
             for n in range(N):
-                epilogue_loops(y[n], b, no_z if z_all is None else z_all[n], lo, hi, y[n])
+                epilogue_loops(y[n], b, no_z if z_all is None else z_all[n], lo, hi)
             return y
         if bias is not None:
             y += bias
@@ -386,10 +389,11 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
             out = y[n, :, oy0:oy1, :]  # written in place: BLAS takes the strided view
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L]
         gemm(w, cols.reshape(G, K, L), out=out.reshape(G, M // G, L))
-        if runs and fused:  # drop the padded width's columns, add bias and Z, clip: one pass
+        if runs and fused:  # drop the padded width's columns, then add bias and Z and clip: one pass
+            np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wp] -> [M, rows, ow]
             b = zeros if B is None else np.ascontiguousarray(B, dtype=X.dtype)
             z = no_z if z_all is None else z_all[n, :, oy0:oy1]
-            epilogue_loops(out, b, z, lo, hi, y[n, :, oy0:oy1])
+            epilogue_loops(y[n, :, oy0:oy1], b, z, lo, hi)
         elif runs:  # drop the columns computed over the right padding (and add the bias on the way)
             if bias is None:
                 np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wp] -> [M, rows, ow]

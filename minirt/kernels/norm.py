@@ -138,7 +138,8 @@ def batch_norm_clip(X, scale, B, mean, var, epsilon, lo, hi):
     t = np.asarray(B, np.float64) - np.asarray(mean, np.float64) * s
     x = np.ascontiguousarray(X).reshape(X.shape[0], X.shape[1], -1)  # [N, C, D1, ...] -> [N, C, L]
     y = np.empty_like(x)
-    channel_affine_loops(x, s.astype(X.dtype), t.astype(X.dtype), float(lo), float(hi), y)
+    # bounds of X's dtype: float64 ones against float32 values would convert every element (2x slower)
+    channel_affine_loops(x, s.astype(X.dtype), t.astype(X.dtype), X.dtype.type(lo), X.dtype.type(hi), y)
     return y.reshape(X.shape)
 
 
