@@ -75,8 +75,8 @@ def stride1_cases(draw):
 @SETTINGS
 @given(stride1_cases(), st.booleans())
 def test_stride1_paths_match_reference(case, bias):
-    """Stride 1 takes the run copy (wide_columns) when the padding adds few columns, im2col when
-    it adds many; the shifted GEMM when M <= C/2 — every one of them must match."""
+    """Stride 1 takes the runs over the padded width when the padding adds few columns, ow columns
+    per row when it adds many; the shifted GEMM when M <= C/2 — every one of them must match."""
     N, C, M, G, HW, k, attrs, seed = case
     rng = np.random.default_rng(seed)
     x, w = _rand(rng, (N, C, *HW)), _rand(rng, (M, C // G, *k))
@@ -85,8 +85,8 @@ def test_stride1_paths_match_reference(case, bias):
 
 
 @pytest.mark.parametrize("extra", [0.0, 1.0])
-def test_wide_columns_and_im2col_agree(monkeypatch, extra):
-    """The same stride-1 conv down both column builders (WIDE_MAX_EXTRA forces one or the other)."""
+def test_runs_and_windows_agree(monkeypatch, extra):
+    """The same stride-1 conv down both column layouts (WIDE_MAX_EXTRA forces one or the other)."""
     monkeypatch.setattr(kconv, "WIDE_MAX_EXTRA", extra)
     rng = np.random.default_rng(2)
     x, w, b = _rand(rng, (2, 6, 9, 11)), _rand(rng, (8, 6, 3, 2)), _rand(rng, (8,))
@@ -94,17 +94,41 @@ def test_wide_columns_and_im2col_agree(monkeypatch, extra):
     _close(kconv.Conv(x, w, b, **attrs), rconv.Conv(x, w, b, **attrs))
 
 
-def test_wide_columns_copies_runs_of_the_padded_image():
+def test_window_columns_copies_runs_of_the_padded_image():
     x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)  # C=2, H=3, W=4
     kh = kw = 3
     oh, ow = 3, 4  # pads 1 all round
     Hp, Wp = oh + kh - 1, ow + kw - 1
     xp = kconv.padded_flat(x, 1, 1, Hp, Wp)  # [2, (Hp+1)*Wp]
     assert xp.shape == (2, (Hp + 1) * Wp) and xp.sum() == x.sum()
-    cols = kconv.wide_columns(xp, kh, kw, 1, 1, Wp, oh * Wp, np.empty((2 * 9, oh * Wp), np.float32))
+    cols = np.empty((2 * 9, oh * Wp), np.float32)
+    kconv.window_columns(xp, Wp, kh, kw, 1, 1, 1, 1, 0, oh, Wp, cols)
     # row (c=1, ky=1, kx=1) is channel 1 itself: output (oy, ox) over the padded width reads x[1, oy, ox]
     centre = cols[9 + 4].reshape(oh, Wp)[:, :ow]
     np.testing.assert_array_equal(centre, x[1])
+    # a run is the flat padded image itself, from its tap's offset: row (c=0, ky=2, kx=1)
+    np.testing.assert_array_equal(cols[7], xp[0, 2 * Wp + 1:2 * Wp + 1 + oh * Wp])
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_window_columns_match_im2col_loops(jit):
+    """The strided-view copy and the plain-loop im2col write the same columns (strides,
+    dilations, asymmetric pads, a band of rows further down)."""
+    rng = np.random.default_rng(5)
+    x = _rand(rng, (3, 11, 9))
+    kh, kw, sh, sw, dh, dw, pt, pl, pb, pr = 3, 2, 2, 3, 1, 2, 1, 2, 2, 0
+    oh = (11 + pt + pb - ((kh - 1) * dh + 1)) // sh + 1
+    ow = (9 + pl + pr - ((kw - 1) * dw + 1)) // sw + 1
+    Hp, Wp = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+    loops = kconv.im2col if jit else kconv._im2col
+    want = np.empty((3 * kh * kw, oh * ow), np.float32)
+    loops(x, want, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)
+    xp = kconv.padded_flat(x, pt, pl, Hp, Wp)
+    got = kconv.window_columns(xp, Wp, kh, kw, sh, sw, dh, dw, 0, oh, ow, np.empty_like(want))
+    np.testing.assert_array_equal(got, want)
+    band = kconv.window_columns(xp, Wp, kh, kw, sh, sw, dh, dw, 2, oh - 2, ow,
+                                np.empty((3 * kh * kw, (oh - 2) * ow), np.float32))
+    np.testing.assert_array_equal(band, want.reshape(-1, oh, ow)[:, 2:].reshape(3 * kh * kw, -1))
 
 
 def test_strided_im2col_matches_reference_windows():
