@@ -249,7 +249,7 @@ def _epilogue_loops(y, bias, z, lo, hi):
 _valid_range = numba.njit(cache=True, inline="always")(_valid_range)
 conv_loops = numba.njit(parallel=True, cache=True)(_conv_loops)
 im2col = numba.njit(cache=True)(_im2col)  # serial: see the docstring
-epilogue_loops = numba.njit(cache=True)(_epilogue_loops)
+epilogue_loops = numba.njit(cache=True, nogil=True)(_epilogue_loops)  # nogil: the bands' threads run it at once
 depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
 # small convs: no thread-pool wake-up (~50 us); its own name, so its own Numba cache entry (_jit.py)
 depthwise_loops_serial = numba.njit(cache=True)(renamed(_depthwise_loops, "serial"))
@@ -329,8 +329,9 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     """Y = Conv(X, W, B) for 2-D float32/float64 X [N, C, H, W] with explicit pads [pt, pl, pb, pr].
 
     With an epilogue (FusedConv's): Y = min(max(Conv(X, W, B) + Z, lo), hi), Z [N, M, oh, ow] of
-    X's dtype or None, lo / hi None for no bound (Relu: lo = 0). The stride-1 runs path does it
-    band by band, right after each band's product; the other paths in one pass at the end."""
+    X's dtype or None, lo / hi None for no bound (Relu: lo = 0). The bias, Z and the clip are
+    added in ONE pass over the output (``_epilogue_loops``): band by band right after each band's
+    product for the stride-1 runs, image by image at the end for the other paths."""
     N, C, H, Wd = X.shape
     M, Cg, kh, kw = W.shape
     oh, ow = out_shape
@@ -341,71 +342,57 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     X = np.ascontiguousarray(X)
     W = np.ascontiguousarray(W)
     y = np.empty((N, M, oh, ow), dtype=X.dtype)
-    bias = None if B is None else B.reshape(M, 1, 1).astype(X.dtype, copy=False)  # [M] -> [M, 1, 1]
-    fused = Z is not None or lo is not None or hi is not None  # an epilogue to apply
-    if fused:
+    depthwise = G == C and Cg == 1 and G > 1  # its loops add the bias themselves
+    # the epilogue's operands, all of X's dtype: bias [M], Z [N, M, oh, ow] or [0, 0, 0], bounds
+    has_bias = B is not None and not depthwise
+    epilogue = has_bias or Z is not None or lo is not None or hi is not None
+    if epilogue:
+        b = np.ascontiguousarray(B, dtype=X.dtype) if has_bias else np.zeros(M, X.dtype)
+        z_all = np.ascontiguousarray(Z, dtype=X.dtype) if Z is not None else None
+        no_z = np.empty((0, 0, 0), X.dtype)
         lo = X.dtype.type(-np.inf if lo is None else lo)  # of X's dtype: see _epilogue_loops
         hi = X.dtype.type(np.inf if hi is None else hi)
-        z_all = None if Z is None else np.ascontiguousarray(Z, dtype=X.dtype)
-        no_z = np.empty((0, 0, 0), X.dtype)
-        zeros = np.zeros(M, X.dtype)
 
-    def finish(y):
-        """The epilogue in one pass over y (whose bias is in already), image by image."""
-        if fused:
-            for n in range(N):
-                yn = y[n].reshape(M, oh, ow)
-                epilogue_loops(yn, zeros, no_z if z_all is None else z_all[n], lo, hi)
-        return y
+    def finish(n, oy0, oy1):
+        """Bias, Z and the clip in one pass over output rows [oy0, oy1) of image n."""
+        if epilogue:
+            epilogue_loops(y[n, :, oy0:oy1], b, no_z if z_all is None else z_all[n, :, oy0:oy1], lo, hi)
 
-    if G == C and Cg == 1 and G > 1:  # depthwise: a direct loop kernel, bias included
-        b = np.zeros(M, X.dtype) if B is None else np.ascontiguousarray(B, dtype=X.dtype)
+    if depthwise:  # a direct loop kernel, bias included
+        bd = np.zeros(M, X.dtype) if B is None else np.ascontiguousarray(B, dtype=X.dtype)
         work = N * M * oh * ow * kh * kw  # multiply-adds
         parallel = work >= DEPTHWISE_PARALLEL_MIN and numba.get_num_threads() > 1
-        (depthwise_loops if parallel else depthwise_loops_serial)(X, W, b, y, sh, sw, ph, pw, dh, dw)
-        return finish(y)
+        (depthwise_loops if parallel else depthwise_loops_serial)(X, W, bd, y, sh, sw, ph, pw, dh, dw)
+        for n in range(N):
+            finish(n, 0, oh)
+        return y
     if G == 1 and sh == sw == dh == dw == 1 and kh * kw > 1 and 2 * M <= C:  # few output channels
         for n in range(N):
             y[n] = shifted_gemm(X[n], W, ph, pw, out_shape)  # [C, H, W] -> [M, oh, ow]
-        if bias is not None:
-            y += bias
-        return finish(y)
+            finish(n, 0, oh)
+        return y
     w = W.reshape(G, M // G, K)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K] (a view)
     if kh == kw == 1 and sh == sw == 1 and not any(pads):  # pointwise: the image IS the columns
         for n in range(N):  # [G, M/G, C/G] @ [G, C/G, H*W] -> [G, M/G, H*W], straight into y[n]
             matmul(w, X[n].reshape(G, Cg, oh * ow), out=y[n].reshape(G, M // G, oh * ow))
-        if fused:  # bias, Z and the clip in one pass
-            b = zeros if B is None else np.ascontiguousarray(B, dtype=X.dtype)
-            for n in range(N):
-                epilogue_loops(y[n], b, no_z if z_all is None else z_all[n], lo, hi)
-            return y
-        if bias is not None:
-            y += bias
+            finish(n, 0, oh)
         return y
     Hp, Wp = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1  # the padded image the windows read
     runs = sh == sw == 1 and Wp - ow <= WIDE_MAX_EXTRA * ow  # stride 1: runs of the padded image
     width = Wp if runs else ow  # columns per output row (over the padded width for the runs)
 
     def band(n, xp, oy0, oy1, gemm):
-        """Output rows [oy0, oy1) of image n (xp: its padded image): their columns, then one GEMM."""
+        """Output rows [oy0, oy1) of image n (xp: its padded image): their columns, one GEMM, and
+        the epilogue while the rows are still in cache."""
         L = (oy1 - oy0) * width
         cols = np.empty((C * kh * kw, L), dtype=X.dtype)
         window_columns(xp, Wp, kh, kw, sh, sw, dh, dw, oy0, oy1 - oy0, width, cols)  # [C*K, L]
         out = np.empty((M, oy1 - oy0, Wp), dtype=X.dtype) if runs else y[n, :, oy0:oy1, :]  # (BLAS takes the view)
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L]
         gemm(w, cols.reshape(G, K, L), out=out.reshape(G, M // G, L))
-        if runs and fused:  # drop the padded width's columns, then add bias and Z and clip: one pass
+        if runs:  # drop the columns computed over the right padding
             np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wp] -> [M, rows, ow]
-            b = zeros if B is None else np.ascontiguousarray(B, dtype=X.dtype)
-            z = no_z if z_all is None else z_all[n, :, oy0:oy1]
-            epilogue_loops(y[n, :, oy0:oy1], b, z, lo, hi)
-        elif runs:  # drop the columns computed over the right padding (and add the bias on the way)
-            if bias is None:
-                np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wp] -> [M, rows, ow]
-            else:
-                np.add(out[:, :, :ow], bias, out=y[n, :, oy0:oy1])
-        elif bias is not None:
-            y[n, :, oy0:oy1] += bias
+        finish(n, oy0, oy1)
 
     # Big images are cut into bands of output rows whose columns fit one core's cache
     # (BAND_BYTES); each thread takes bands, copies their columns and multiplies them with
@@ -419,7 +406,7 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
             run_blas_pieces([lambda r=r: band(n, xp, r, min(oh, r + rows), np.matmul) for r in range(0, oh, rows)])
         else:  # the whole image in one GEMM, BLAS on every core (kernels/gemm.py)
             band(n, xp, 0, oh, matmul)
-    return y if runs else finish(y)
+    return y
 
 
 @functools.lru_cache(maxsize=1024)
