@@ -161,6 +161,22 @@ def test_gemm_and_matmul_match_reference(M, K, N, transA, transB, c_kind, alpha,
     _close(kmatmul.MatMul(a3, b2), rlinalg.MatMul(a3, b2), tol)
 
 
+@pytest.mark.parametrize("c_shape", [(3, 4), (2, 1, 4), (5,)])
+def test_gemm_c_not_broadcasting_to_the_product_runs_the_reference(c_shape):
+    """The in-place ``y += C`` fails for a C that does not broadcast to [M, N]: the kernel then
+    gives what the reference gives (a bigger broadcast result, or its error)."""
+    rng = np.random.default_rng(0)
+    A, B, C = _rand(rng, (1, 3)), _rand(rng, (3, 4)), _rand(rng, c_shape)
+    try:
+        want = rlinalg.Gemm(A, B, C, beta=0.5)
+    except ValueError as e:
+        with pytest.raises(ValueError, match="broadcast"):
+            kmatmul.Gemm(A, B, C, beta=0.5)
+        assert "broadcast" in str(e)
+        return
+    _close(kmatmul.Gemm(A, B, C, beta=0.5), want)
+
+
 @SETTINGS
 @given(st.integers(1, 90), st.integers(1, 40), st.integers(1, 90), st.sampled_from([(), (3,)]),
        st.booleans(), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))

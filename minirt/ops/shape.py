@@ -106,9 +106,9 @@ def Reshape(data, shape, *, allowzero=0):
     """y = data viewed with a new shape; a 0 copies data's dim (unless allowzero), -1 is inferred
     — https://onnx.ai/onnx/operators/onnx__Reshape.html"""
     new_shape = as_ints(shape)
-    if not allowzero:
+    if not allowzero and 0 in new_shape:
         new_shape = [data.shape[i] if d == 0 else d for i, d in enumerate(new_shape)]
-    return np.reshape(data, new_shape)
+    return data.reshape(new_shape)  # the method: np.reshape's dispatch costs 0.6 us more
 
 
 @op("Reshape", since=1)
@@ -125,7 +125,7 @@ def Flatten(input, *, axis=1):
     axis = normalize_axis(axis, input.ndim)
     outer = math.prod(input.shape[:axis])
     inner = math.prod(input.shape[axis:])
-    return np.reshape(input, (outer, inner))  # [d0 .. dn] -> [d0*..*d(axis-1), d(axis)*..*dn]
+    return input.reshape(outer, inner)  # [d0 .. dn] -> [d0*..*d(axis-1), d(axis)*..*dn]
 
 
 @op("Squeeze", since=13)
