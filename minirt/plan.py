@@ -142,7 +142,15 @@ class Plan:
         else:
             for step in self.steps:
                 args = [values[i] if i >= 0 else None for i in step.inputs]
-                result = self._call(step, args, values)
+                if step.subplans:
+                    result = self._call(step, args, values)
+                else:  # _call inlined: 0.07 us a node less (a 1000-Identity chain: 0.42 -> 0.35 us/node)
+                    try:
+                        result = step.fn(*args, **step.attrs)
+                    except MinirtError:
+                        raise
+                    except Exception as e:  # noqa: BLE001  (any op failure becomes a NodeError naming the node)
+                        raise node_error(step, args, e) from e
                 outs = step.outputs
                 if type(result) is tuple:
                     if len(result) < step.n_required:
