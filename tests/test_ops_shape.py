@@ -308,3 +308,20 @@ def test_ops_do_not_modify_inputs():
     S.CenterCropPad(x, i64([5, 1]), axes=[1, 2])
     S.Split(x, i64([1, 2]), axis=1)
     np.testing.assert_array_equal(x, keep)
+
+
+@SETTINGS
+@given(st.lists(st.integers(-2**62, 2**62), max_size=6),
+       st.sampled_from([np.int64, np.int32, np.uint8, np.float32, np.bool_, None]))
+def test_as_ints_gives_python_ints(values, dtype):
+    """as_ints (integer tensors through tolist, the rest int() per value) gives plain Python ints."""
+    from minirt.ops._common import as_ints
+
+    if dtype is None:
+        x = values  # a Python list
+    else:
+        info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+        x = np.array([v if info is None else min(max(v, info.min), info.max) for v in values]).astype(dtype)
+    got = as_ints(x)
+    assert got == [int(v) for v in np.asarray(x).reshape(-1)]
+    assert all(type(v) is int for v in got)

@@ -92,6 +92,27 @@ def test_identity_of_weight_returns_a_copy():
     np.testing.assert_array_equal(sess.run(None, {})[0], np.ones(3, np.float32))
 
 
+@pytest.mark.parametrize("op", ["Identity", "Flatten", "Transpose"])
+def test_outputs_aliasing_a_feed_are_copies(op):
+    """The feed itself (Identity), or a view of it: the caller gets an array of its own; an
+    output made in the run that owns its memory is returned as it is (the fast path)."""
+    nodes = [helper.make_node(op, ["x"], ["y"]), helper.make_node("Relu", ["x"], ["z"])]
+    m = make_model(nodes, [vi("x", shape=[2, 3])], [vi("y"), vi("z")])
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    sess = minirt.InferenceSession(m, optimize=0)
+    y, z = sess.run(None, {"x": x})
+    assert not np.may_share_memory(y, x) and not np.may_share_memory(z, x)
+    y[...] = -1
+    np.testing.assert_array_equal(x, np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def test_a_symbolic_dim_must_agree_within_one_input():
+    m = make_model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", shape=["n", "n"])], [vi("y")])
+    assert minirt.run(m, {"x": np.ones((2, 2), np.float32)})["y"].shape == (2, 2)
+    with pytest.raises(InputError, match="dim 1 is 3, but the symbolic dim 'n' is 2 in input 'x' dim 0"):
+        minirt.run(m, {"x": np.ones((2, 3), np.float32)})
+
+
 def test_input_errors_teach(affine):
     sess = minirt.InferenceSession(affine)
     with pytest.raises(InputError, match=r"float64 given, float32 expected: pass x.astype\(np.float32\)"):
