@@ -18,6 +18,10 @@ import time
 # the cores onnxruntime is being timed on (that made onnxruntime up to 2x slower here; see
 # minirt/__init__.py and benchmarks/README.md).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
+# And the other way round: onnxruntime's intra-op worker spins ~40 ms after each of its runs, so
+# each round (kernel, reference, onnxruntime) starts this long after the last one's ORT run
+# (benchmarks/bench_models.py measured it).
+ORT_SPIN_S = 0.06
 
 import numpy as np
 import onnx
@@ -111,6 +115,7 @@ def median_times(fns, repeats):
     for f in fns:  # warm up: JIT compile, BLAS thread start, ORT arena
         f()
     for _ in range(repeats):
+        time.sleep(ORT_SPIN_S)  # the last round's onnxruntime worker must have stopped spinning
         for t, f in zip(times, fns):
             start = time.perf_counter()
             f()

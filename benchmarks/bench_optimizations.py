@@ -34,6 +34,9 @@ from pathlib import Path
 # the cores onnxruntime is being timed on (that made onnxruntime up to 2x slower here; see
 # minirt/__init__.py and benchmarks/README.md).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
+# And the other way round: onnxruntime's intra-op worker spins ~40 ms after each of its runs, so
+# minirt's timed runs wait this long after one (benchmarks/bench_models.py measured it).
+ORT_SPIN_S = 0.06
 
 import numpy as np
 import onnx
@@ -196,6 +199,7 @@ def interleaved(a, b, runs: int) -> tuple[float, float]:
         a(), b()
     ta, tb = [], []
     for _ in range(runs):
+        time.sleep(ORT_SPIN_S)  # b's (onnxruntime's) worker must have stopped spinning: see ORT_SPIN_S
         ta.append(timed(a))
         tb.append(timed(b))
     return float(np.median(ta)), float(np.median(tb))
