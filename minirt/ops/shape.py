@@ -236,12 +236,13 @@ def _split(input, sizes, axis):
     axis = normalize_axis(axis, input.ndim)
     if sum(sizes) != input.shape[axis]:
         raise ValueError(f"Split: split sizes {sizes} do not add up to dim {input.shape[axis]} of axis {axis}")
-    bounds = np.cumsum([0] + sizes)
     index = [slice(None)] * input.ndim
     parts = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        index[axis] = slice(int(lo), int(hi))
+    start = 0  # a running sum of the sizes (np.cumsum cost 3 us for 3 parts)
+    for size in sizes:
+        index[axis] = slice(start, start + size)
         parts.append(input[tuple(index)])  # [.., dim, ..] -> [.., size_i, ..]
+        start += size
     return tuple(parts)
 
 
