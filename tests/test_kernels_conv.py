@@ -158,10 +158,10 @@ def test_bands_of_output_rows_match_reference(monkeypatch, stride, group, bias):
         _close(kconv.Conv(x, w, b, **attrs), want)
 
 
-_PATHS = {  # name: (C, M, group, kernel, strides, image) picking one path of conv2d each
+_PATHS = {  # name: (C, M, group, kernel, strides, image) picking one path of conv2d each (3x3: pads 1)
     "depthwise": (6, 6, 6, 3, 1, 9), "shifted": (8, 3, 1, 3, 1, 9), "pointwise": (5, 7, 1, 1, 1, 9),
     "runs": (4, 6, 1, 3, 1, 12), "im2col": (4, 6, 1, 3, 2, 11), "im2col 7x7": (3, 5, 1, 3, 1, 5),
-    "grouped runs": (4, 6, 2, 3, 1, 12),
+    "grouped runs": (4, 6, 2, 3, 1, 12), "unpadded 1x1/2": (5, 7, 1, 1, 2, 9),
 }
 
 

@@ -273,7 +273,9 @@ def padded_flat(x, pt, pl, Hp, Wp):
 def window_columns(xp, Wp, kh, kw, sh, sw, dh, dw, oy0, rows, width, cols):
     """im2col as ONE NumPy copy of a strided view of the padded image.
 
-    xp [C, (Hp+1)*Wp] (:func:`padded_flat`); writes cols [C*kh*kw, rows*width]:
+    xp [C, (Hp+1)*Wp] (:func:`padded_flat`), or for a conv without padding the image itself
+    [C, H*W] with Wp = W (a 1x1/2 conv then copies no more than it reads); writes
+    cols [C*kh*kw, rows*width]:
     cols[(c, ky, kx), (oy, ox)] = xp[c, (oy0 + oy)*sh + ky*dh, ox*sw + kx*dw]. Every tap reads
     inside the padded image, so there is no bounds test at all; NumPy walks the 5-D view
     [C, kh, kw, rows, width] in C loops, 1.5-3x faster than a Numba loop over short output rows
@@ -381,12 +383,12 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     runs = sh == sw == 1 and Wp - ow <= WIDE_MAX_EXTRA * ow  # stride 1: runs of the padded image
     width = Wp if runs else ow  # columns per output row (over the padded width for the runs)
 
-    def band(n, xp, oy0, oy1, gemm):
-        """Output rows [oy0, oy1) of image n (xp: its padded image): their columns, one GEMM, and
-        the epilogue while the rows are still in cache."""
+    def band(n, xp, row, oy0, oy1, gemm):
+        """Output rows [oy0, oy1) of image n (xp: its padded image, rows ``row`` apart): their
+        columns, one GEMM, and the epilogue while the rows are still in cache."""
         L = (oy1 - oy0) * width
         cols = np.empty((C * kh * kw, L), dtype=X.dtype)
-        window_columns(xp, Wp, kh, kw, sh, sw, dh, dw, oy0, oy1 - oy0, width, cols)  # [C*K, L]
+        window_columns(xp, row, kh, kw, sh, sw, dh, dw, oy0, oy1 - oy0, width, cols)  # [C*K, L]
         out = np.empty((M, oy1 - oy0, Wp), dtype=X.dtype) if runs else y[n, :, oy0:oy1, :]  # (BLAS takes the view)
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L]
         gemm(w, cols.reshape(G, K, L), out=out.reshape(G, M // G, L))
@@ -400,12 +402,16 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     # still in cache instead of a matrix of up to 100 MB (VGG's 224x224x64 3x3 layer).
     rows = max(1, BAND_BYTES // (C * kh * kw * width * X.itemsize), -(-BAND_MIN_COLUMNS // width))
     banded = K >= BAND_MIN_DEPTH and rows < oh and blas_threads() > 1  # (asking BLAS ~0.7 us: last)
+    unpadded = not runs and not any(pads)  # the windows read the image itself (a 1x1/2 conv): no copy
     for n in range(N):  # one image at a time: one padded copy alive, whatever the batch
-        xp = padded_flat(X[n], ph, pw, Hp, Wp)  # [C, H, W] -> [C, (Hp+1)*Wp]
+        if unpadded:
+            xp, row = X[n].reshape(C, H * Wd), Wd  # [C, H, W] -> [C, H*W]
+        else:
+            xp, row = padded_flat(X[n], ph, pw, Hp, Wp), Wp  # [C, H, W] -> [C, (Hp+1)*Wp]
         if banded:
-            run_blas_pieces([lambda r=r: band(n, xp, r, min(oh, r + rows), np.matmul) for r in range(0, oh, rows)])
+            run_blas_pieces([lambda r=r: band(n, xp, row, r, min(oh, r + rows), np.matmul) for r in range(0, oh, rows)])
         else:  # the whole image in one GEMM, BLAS on every core (kernels/gemm.py)
-            band(n, xp, 0, oh, matmul)
+            band(n, xp, row, 0, oh, matmul)
     return y
 
 
