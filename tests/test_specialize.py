@@ -346,6 +346,40 @@ def test_shape_rules_match_the_reference_ops(op, inputs, consts, attrs, opset):
         assert g == np.asarray(r).shape
 
 
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_recurrent_shape_rule_matches_the_reference_ops(op, direction, layout):
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    dirs, H, seq, batch, n_in = (2 if direction == "bidirectional" else 1), 5, 4, 3, 2
+    X = R((batch, seq, n_in) if layout else (seq, batch, n_in))
+    W, Rw = R((dirs, gates * H, n_in)), R((dirs, gates * H, H))
+    attrs = {"direction": direction, "layout": layout, "hidden_size": H}
+    outputs = ["Y", "Y_h", "Y_c"][:3 if op == "LSTM" else 2]
+    node = Node(op, ["X", "W", "R"], outputs, dict(attrs))
+    got = output_shapes(node, {"X": X.shape, "W": W.shape, "R": Rw.shape}.get, {}, 17)
+    for kernels in (False, True):
+        results = registry.lookup("", op, 17, kernels).fn(X, W, Rw, **attrs)
+        assert [tuple(g) for g in got[:len(outputs)]] == [r.shape for r in results[:len(outputs)]]
+    wrong = Node(op, ["X", "W", "R"], outputs, {**attrs, "direction": "forward" if dirs == 2 else "bidirectional"})
+    assert output_shapes(wrong, {"X": X.shape, "R": Rw.shape}.get, {}, 17) == []  # R says otherwise
+
+
+def test_lstm_gru_model_specializes_its_state_shape_chain():
+    """lstm_gru builds its GRU's initial state from Shape(LSTM output): with the LSTM rule, the
+    chain folds, and the specialized plan computes bitwise what the generic one does."""
+    path = ROOT / "models" / "lstm_gru.onnx"
+    sess, generic = minirt.InferenceSession(path), minirt.InferenceSession(path, specialize=False)
+    x = np.random.default_rng(0).random((1, 16, 6), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(3):
+            assert same(sess.run(None, {"input": x}), generic.run(None, {"input": x}))
+    [plan] = sess.specialized_plans.values()
+    assert not {n.op_type for n in plan.graph.nodes} & {"Shape", "ConstantOfShape", "Concat"}
+    assert len(plan.steps) < len(generic._plan.steps)
+
+
 def test_rules_refuse_what_is_not_provable():
     shapes = {"x": (2, 3), "t": (2,)}.get
     # a Reshape target, Unsqueeze axes or Slice bound that is data: unknown

@@ -16,7 +16,7 @@ what was folded) or its exact shape, when that shape provably follows from the i
   of ops whose output shape depends only on their input *shapes* and *constant* inputs
   (elementwise and broadcasting ops, MatMul/Gemm, Transpose, Reshape/Expand/Tile with a
   constant target, Slice/Unsqueeze/Squeeze/Split with constant parameters, Gather, Concat,
-  reductions ...). Any other op — NonZero, Compress, Unique, TopK, Loop/If/Scan, a Reshape
+  reductions, LSTM/GRU/RNN ...). Any other op — NonZero, Compress, Unique, TopK, Loop/If/Scan, a Reshape
   whose target is data, ops of other domains — leaves its outputs of unknown shape, and
   nothing downstream of them is folded.
 
@@ -257,7 +257,23 @@ def output_shapes(node: Node, shape_of: Callable[[str], Shape | None], const: Ma
         return [tuple(d * r for d, r in zip(x, reps))]
     if op in REDUCE:
         return [_reduce(x, node, c, opset)]
+    if op in ("LSTM", "GRU", "RNN"):
+        return _recurrent(x, s(2), a)
     return []
+
+
+def _recurrent(x: Shape, r: Shape | None, attrs: dict) -> list[Shape | None]:
+    """LSTM/GRU/RNN: Y [seq, dirs, batch, H] and the last state(s) [dirs, batch, H], or with
+    layout=1 Y [batch, seq, dirs, H] and [batch, dirs, H]; H is the last dim of R [dirs, G*H, H]."""
+    dirs = 2 if attrs.get("direction", "forward") == "bidirectional" else 1
+    if r is None or len(x) != 3 or len(r) != 3 or r[0] != dirs:
+        return []
+    H = r[2]
+    if attrs.get("layout", 0):
+        batch, seq = x[0], x[1]
+        return [(batch, seq, dirs, H), (batch, dirs, H), (batch, dirs, H)]
+    seq, batch = x[0], x[1]
+    return [(seq, dirs, batch, H), (dirs, batch, H), (dirs, batch, H)]
 
 
 def _broadcast(shapes: list[Shape | None]) -> Shape | None:
