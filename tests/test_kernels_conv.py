@@ -151,7 +151,6 @@ def test_bands_of_output_rows_match_reference(monkeypatch, stride, group, bias):
     attrs = dict(pads=[1, 2, 0, 1], strides=[stride, stride], group=group)
     want = rconv.Conv(x, w, b, **attrs)
     monkeypatch.setattr(kconv, "BAND_MIN_COLUMNS", 1)
-    monkeypatch.setattr(kconv, "BAND_MIN_DEPTH", 1)
     monkeypatch.setattr(kconv, "blas_threads", lambda: 2)  # the banded path even on one core
     for band_bytes in (1, 4 * 36 * 2 * 15):  # one output row a band; two rows a band
         monkeypatch.setattr(kconv, "BAND_BYTES", band_bytes)
@@ -175,7 +174,7 @@ def test_fused_epilogue_is_the_unfused_sequence(monkeypatch, path, activation, w
     from minirt.passes import fused_ops
 
     if banded:
-        for name, value in (("BAND_BYTES", 1), ("BAND_MIN_COLUMNS", 1), ("BAND_MIN_DEPTH", 1)):
+        for name, value in (("BAND_BYTES", 1), ("BAND_MIN_COLUMNS", 1)):
             monkeypatch.setattr(kconv, name, value)
     C, M, G, k, s, hw = _PATHS[path]
     rng = np.random.default_rng(5)

@@ -318,13 +318,8 @@ def shifted_gemm(x, W, pt, pl, out_shape):
 
 
 WIDE_MAX_EXTRA = 0.25  # stride-1 convs take the run copy while it adds at most 25% GEMM columns
-BAND_BYTES = 2 << 20  # the columns of one band of output rows: about one core's L2 (1 MiB) x 2
+BAND_BYTES = 2 << 20  # one band of output rows: its columns and its product, about one core's L2 (1 MiB) x 2
 BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slow on thin products
-BAND_MIN_DEPTH = 512  # bands only for column matrices this deep (C*kh*kw): shallower products
-#                       (a 7x7 stem's 147, 32 channels' 288) lose more in single-threaded GEMMs
-#                       than the bands save. Measured, round-robin medians, quiet machine: 3x3
-#                       64->64 on 224x224 42.9 -> 27.0 ms, 64->128 on 112x112 15.5 -> 11.9,
-#                       64->192 on 56x56 4.8 -> 4.5; 3->64 7x7/2 on 224x224 2.8 -> 4.0 (so: no)
 
 
 def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None, hi=None):
@@ -400,8 +395,13 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     # (BAND_BYTES); each thread takes bands, copies their columns and multiplies them with
     # single-threaded BLAS: the copy runs on every core too, and the GEMM reads columns that are
     # still in cache instead of a matrix of up to 100 MB (VGG's 224x224x64 3x3 layer).
-    rows = max(1, BAND_BYTES // (C * kh * kw * width * X.itemsize), -(-BAND_MIN_COLUMNS // width))
-    banded = K >= BAND_MIN_DEPTH and rows < oh and blas_threads() > 1  # (asking BLAS ~0.7 us: last)
+    # A band's bytes count its product too: a shallow conv's output is bigger than its columns
+    # (VGG's 3->64 3x3 on 224x224: 27 rows of columns, 64 of product). Measured, round-robin
+    # medians: 3->64 3x3 on 224x224 9.6 -> 3.3 ms, the 3->64 7x7/2 stem 2.6 -> 2.0, 32->64 3x3 on
+    # 112x112 5.5 -> 4.0, 64->64 on 224x224 42.9 -> 27.0 (the copies release the GIL, so the
+    # threads copy at once; with the Numba im2col that held it, shallow convs lost).
+    rows = max(1, BAND_BYTES // ((C * kh * kw + M) * width * X.itemsize), -(-BAND_MIN_COLUMNS // width))
+    banded = rows < oh and blas_threads() > 1  # (asking BLAS ~0.7 us: last)
     unpadded = not runs and not any(pads)  # the windows read the image itself (a 1x1/2 conv): no copy
     for n in range(N):  # one image at a time: one padded copy alive, whatever the batch
         if unpadded:
