@@ -401,7 +401,12 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     # 112x112 5.5 -> 4.0, 64->64 on 224x224 42.9 -> 27.0 (the copies release the GIL, so the
     # threads copy at once; with the Numba im2col that held it, shallow convs lost).
     rows = max(1, BAND_BYTES // ((C * kh * kw + M) * width * X.itemsize), -(-BAND_MIN_COLUMNS // width))
-    banded = rows < oh and blas_threads() > 1  # (asking BLAS ~0.7 us: last)
+    threads = blas_threads() if rows < oh else 1  # (asking BLAS costs ~0.7 us: only when it matters)
+    banded = threads > 1
+    if banded:  # as many bands as a multiple of the threads, of even heights (28 rows: 7+7+7+7, not 13+13+2)
+        bands = -(-oh // rows)
+        bands = -(-bands // threads) * threads
+        rows = -(-oh // bands)
     unpadded = not runs and not any(pads)  # the windows read the image itself (a 1x1/2 conv): no copy
     for n in range(N):  # one image at a time: one padded copy alive, whatever the batch
         if unpadded:
