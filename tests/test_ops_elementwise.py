@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -323,6 +324,26 @@ def test_cast_numeric_matches_ort(src, dst, seed, shape):
     to = onnx_type(dst)
     assert_same(ew.Cast(x, to=to), ort_run("Cast", x, opset=21, to=to))
     assert_same(ew.CastLike(x, np.zeros(1, dst)), ort_run("Cast", x, opset=21, to=to))
+
+
+@SETTINGS
+@given(src=st.sampled_from([np.int8, np.uint8, np.int32, np.int64, np.uint64, np.bool_]),
+       dst=st.sampled_from([np.int8, np.uint16, np.int32, np.int64, np.bool_, np.float32, np.float64]),
+       seed=seeds)
+def test_cast_integers_over_their_whole_range(src, dst, seed):
+    """The integer fast path (no np.errstate): C-style wrap-around to narrower integers, rounding
+    to float32/float64, no warning, whatever the values."""
+    info = np.iinfo(src) if src is not np.bool_ else None
+    rng = np.random.default_rng(seed)
+    if info is None:
+        x = rng.integers(0, 2, 7).astype(np.bool_)
+    else:
+        x = np.concatenate([rng.integers(info.min, info.max, 5, dtype=src, endpoint=True),
+                            np.array([info.min, info.max], src)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = ew.Cast(x, to=onnx_type(dst))
+    assert_same(got, x.astype(dst))
 
 
 NARROW = [TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2,

@@ -280,7 +280,9 @@ def Expand(input, shape):
     """y = input broadcast with shape (both ways, like numpy broadcasting)
     — https://onnx.ai/onnx/operators/onnx__Expand.html"""
     out_shape = np.broadcast_shapes(input.shape, tuple(as_ints(shape)))
-    return np.broadcast_to(input, out_shape).copy()  # a real array, not a read-only stride-0 view
+    out = np.empty(out_shape, dtype=input.dtype)
+    out[...] = input  # broadcast into a real array (np.broadcast_to(...).copy() cost 2.5 us more)
+    return out
 
 
 @op("Tile", since=6)
