@@ -372,6 +372,31 @@ def test_batchnorm_matches_reference(N, C, spatial, dtype, old, seed):
 
 
 @SETTINGS
+@given(st.integers(1, 6), st.sampled_from([np.float32, np.float64]), st.booleans(), st.integers(0, 2**31))
+def test_batchnorm_scale_shift_made_once_per_read_only_weights(C, dtype, read_only, seed):
+    """channel_scale_shift (cached for read-only weights) is bitwise the float64 math, for each
+    epsilon and dtype asked; a writeable weight changed in place gives its new values."""
+    rng = np.random.default_rng(seed)
+    scale, B, mean = _rand(rng, (C,), dtype), _rand(rng, (C,), dtype), _rand(rng, (C,), dtype)
+    var = rng.uniform(0.1, 2, C).astype(dtype)
+    for p in (scale, B, mean, var):
+        p.flags.writeable = not read_only
+
+    def want(eps, out_dtype):
+        s = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+        return s.astype(out_dtype), (B.astype(np.float64) - mean.astype(np.float64) * s).astype(out_dtype)
+
+    for eps, out_dtype in [(1e-5, np.float32), (1e-5, np.float32), (1e-3, np.float32), (1e-5, np.float64)]:
+        for got, w in zip(knorm.channel_scale_shift(scale, B, mean, var, eps, out_dtype), want(eps, out_dtype)):
+            assert got.dtype == w.dtype
+            np.testing.assert_array_equal(got, w)
+    if not read_only:
+        var *= 2  # a weight computed at run time may change: never a stale cached value
+        np.testing.assert_array_equal(knorm.channel_scale_shift(scale, B, mean, var, 1e-5, dtype)[0],
+                                      want(1e-5, dtype)[0])
+
+
+@SETTINGS
 @given(st.integers(1, 2), st.integers(1, 9), st.lists(st.integers(1, 6), min_size=1, max_size=2),
        st.integers(1, 12), st.sampled_from([1e-4, 0.5]), st.sampled_from([0.75, 1.0]),
        st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
