@@ -384,6 +384,23 @@ def test_fuse_elementwise_matmul_and_gemm():
     same_outputs(g, g2, {"x": r.standard_normal((2, 3, 4), dtype=np.float32)}, intermediates=True)
 
 
+@pytest.mark.parametrize("z_shape", [(4,), (3, 4), (2, 3, 4), (2, 1, 1)])
+def test_fused_matmul_kernel_adds_z_in_place_or_broadcasts_out(z_shape):
+    """The kernel adds Z into the product in place when Z broadcasts into it, and makes the
+    bigger array when Z has more (or longer) axes: both equal the reference MatMul then Add."""
+    from minirt.passes import fused_ops
+
+    r = rng(8)
+    a, b = r.standard_normal((3, 5), dtype=np.float32), r.standard_normal((5, 4), dtype=np.float32)
+    z = r.standard_normal(z_shape, dtype=np.float32)
+    z_before = z.copy()
+    got = fused_ops.FusedMatMul_fast(a, b, z, activation="Relu")
+    want = np.maximum(np.matmul(a, b) + z, 0)
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(z, z_before)  # the caller's Z is left alone
+
+
 def test_fuse_elementwise_needs_a_single_reader():
     nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Relu", ["m"], ["y"]),
              helper.make_node("Neg", ["m"], ["z"])]
