@@ -177,6 +177,8 @@ def run_blas_pieces(pieces) -> None:
 
 def matmul(a, b, out=None):
     """``np.matmul(a, b, out=out)`` for 2-D or batched float arrays, pieces on every BLAS thread."""
+    if 2.0 * max(a.size * b.shape[-1], b.size * a.shape[-2]) < OPENBLAS_SERIAL_FLOPS:
+        return np.matmul(a, b, out=out)  # tiny (the flops below, counted cheaper): ~0.45 us saved a call
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = max(a.size // max(M * K, 1), b.size // max(K * N, 1))
     flops = 2.0 * M * K * N * batch
