@@ -84,7 +84,8 @@ CNN_POOLS = [  # the CNN shapes (channels cut down), big enough for the parallel
 ]
 
 
-def test_cnn_shapes_parallel_match_reference():
+def test_cnn_shapes_parallel_match_reference(monkeypatch):
+    monkeypatch.setattr(kpool, "PARALLEL_MIN", 1 << 15)  # the parallel kernels on these smaller maps
     rng = np.random.default_rng(0)
     for shape, attrs in CNN_POOLS:
         x = rng.standard_normal(shape).astype(np.float32)
