@@ -21,6 +21,12 @@ window and the throughput is in windows/s (x128 for characters/s). The two runti
 (one minirt run, one onnxruntime run, ...), and medians are reported.
 
     python benchmarks/bench_optimizations.py [--runs 200] [--models digits,fraud,chargpt]
+    python benchmarks/bench_optimizations.py --int8 [--runs 300]    # minirt int8 against fp32 only
+
+``--int8`` answers one question — is minirt's int8 graph no slower than its fp32 original? — with
+minirt alone: the fp32, int8-static and int8-dynamic sessions of each model run round-robin (one
+run each, in turn), and the table gives each one's median and its ratio to fp32's (below 1: int8
+is faster), at batch 1 and batch 64.
 """
 
 from __future__ import annotations
@@ -237,6 +243,28 @@ def markdown(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def int8_against_fp32(task: str, runs: int) -> list[str]:
+    """Rows 'model batch: fp32 ms, static ms (x fp32), dynamic ms (x fp32)', minirt round-robin."""
+    path, feeds, x, _, cal, _ = load_task(task)
+    chosen = {k: v for k, v in variants(path, cal, feeds, task).items() if k in ("fp32", "int8 static", "int8 dynamic")}
+    sessions = {k: (proto, minirt.InferenceSession(for_minirt)) for k, (proto, for_minirt) in chosen.items()}
+    lines = []
+    for batch, n in ((1, runs), (64, max(runs // 4, 10))):
+        calls = {k: (lambda s=s, f=feeds(proto, x[:batch]): s.run(None, f)) for k, (proto, s) in sessions.items()}
+        times = {k: [] for k in calls}
+        for _ in range(3):
+            for call in calls.values():
+                call()
+        for _ in range(n):
+            for k, call in calls.items():
+                times[k].append(timed(call))
+        ms = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+        lines.append(f"{task} batch {batch}: fp32 {ms['fp32']:.3f} ms, int8 static {ms['int8 static']:.3f} ms "
+                     f"({ms['int8 static'] / ms['fp32']:.2f}x), int8 dynamic {ms['int8 dynamic']:.3f} ms "
+                     f"({ms['int8 dynamic'] / ms['fp32']:.2f}x)")
+    return lines
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=200, help="timed batch-1 runs per runtime (batch 64: a quarter)")
@@ -244,7 +272,12 @@ def main(argv=None) -> None:
     p.add_argument("--curve", action="store_true", help="also print the digits sparsity-accuracy curve")
     p.add_argument("--chargpt-curve", action="store_true",
                    help="also print chargpt's perplexity against structured sparsity (L1 vs random units)")
+    p.add_argument("--int8", action="store_true", help="only minirt's int8 against its fp32, round-robin")
     args = p.parse_args(argv)
+    if args.int8:
+        for task in args.models.split(","):
+            print("\n".join(int8_against_fp32(task, args.runs)), flush=True)
+        return
     rows = []
     for task in args.models.split(","):
         rows += bench(task, args.runs)
