@@ -68,6 +68,35 @@ def test_qgemm_rows(shape, ta, transA, per_column, bias, float_out, seed):
         np.testing.assert_array_equal(got, want)
 
 
+@SETTINGS
+@given(st.sampled_from(SHAPES), st.booleans(), st.booleans(), st.booleans(), st.booleans(),
+       st.sampled_from([None, 0.0, np.nan, np.inf]), st.integers(0, 2**31))
+def test_dynamic_quantize_matmul_is_the_pair(shape, per_column, bias, batched, const_b, special, seed):
+    """com.microsoft.DynamicQuantizeMatMul (fuse_dynamic_matmul's DynamicQuantizeLinear ->
+    MatMulIntegerToFloat) equals the pair of kernels and the reference bit for bit: constant or
+    writeable weights, all-zero input, NaN / inf (the reference's rules)."""
+    M, K, N = shape
+    rng = np.random.default_rng(seed)
+    A = (rng.normal(size=(2, M, K) if batched else (M, K)) * 3).astype(np.float32)
+    if special is not None:
+        A.reshape(-1)[rng.integers(A.size)] = special
+        if special == 0.0:
+            A[...] = 0
+    const = _readonly if const_b else np.array
+    B = const(_q(rng, (K, N), np.int8))
+    b_scale = const(rng.uniform(1e-3, 1e-1, N if per_column else ()).astype(np.float32))
+    b_zp = const(_q(rng, (N,) if per_column else (), np.int8))
+    fb = const(rng.normal(size=N).astype(np.float32)) if bias else None
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        want = rquant.DynamicQuantizeMatMul(A, B, b_scale, b_zp, fb)
+        qa, a_scale, a_zp = kquant.DynamicQuantizeLinear(A)
+        np.testing.assert_array_equal(kquant.MatMulIntegerToFloat(qa, B, a_scale, b_scale, a_zp, b_zp, fb), want)
+        for _ in range(2):  # the second call runs on the cached preparation
+            got = kquant.DynamicQuantizeMatMul(A, B, b_scale, b_zp, fb)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("special", [np.inf, -np.inf, np.nan, -np.nan, -0.0, 0.0, 1e-45, -1e-45,
                                      3.4e38, -3.4e38])
 @pytest.mark.parametrize("sign", [-1, 0, 1])

@@ -514,10 +514,10 @@ def test_fuse_dynamic_matmul_fraud(tmp_path, tool):
     hist, hist2 = g.op_histogram(), g2.op_histogram()
     n_mm = hist["MatMulInteger"]
     assert n_mm == 3 and "MatMulInteger" not in hist2 and "Cast" not in hist2
-    assert hist2["MatMulIntegerToFloat"] == n_mm and hist2["DynamicQuantizeLinear"] == n_mm
-    # per layer: scale Mul, MatMulInteger, Cast, Mul, Add(bias) -> one node
-    assert sum(hist2.values()) == sum(hist.values()) - 4 * n_mm
-    assert all(len(n.inputs) == 7 for n in g2.nodes if n.op_type == "MatMulIntegerToFloat")  # bias absorbed
+    assert hist2["DynamicQuantizeMatMul"] == n_mm and "DynamicQuantizeLinear" not in hist2
+    # per layer: DynamicQuantizeLinear, scale Mul, MatMulInteger, Cast, Mul, Add(bias) -> one node
+    assert sum(hist2.values()) == sum(hist.values()) - 5 * n_mm
+    assert all(len(n.inputs) == 5 for n in g2.nodes if n.op_type == "DynamicQuantizeMatMul")  # bias absorbed
     assert "fuse_dynamic_matmul" in str(optimize_with_report(g)[1])
     x = rng(11).standard_normal((64, 10), dtype=np.float32) * 3
     # the fused op does the chain's float32 operations in the chain's order: bit-identical,
@@ -565,8 +565,8 @@ def _dyn_chain(bias_first=False, scale_first=False, extra_reader=None, with_bias
 def test_fuse_dynamic_matmul_orders(bias_first, scale_first, with_bias):
     g = _dyn_chain(bias_first, scale_first, with_bias=with_bias)
     g2 = fuse_dynamic_matmul(g)
-    assert ops(g2) == ["DynamicQuantizeLinear", "MatMulIntegerToFloat"]
-    assert (len(g2.nodes[1].inputs) == 7) == with_bias
+    assert ops(g2) == ["DynamicQuantizeMatMul"]
+    assert (len(g2.nodes[0].inputs) == 5) == with_bias
     _same_as_unfused(g, g2, {"x": rng(13).standard_normal((3, 6), dtype=np.float32)})
 
 
@@ -574,8 +574,50 @@ def test_fuse_dynamic_matmul_orders(bias_first, scale_first, with_bias):
 def test_fuse_dynamic_matmul_needs_single_readers(reader):
     g = _dyn_chain(extra_reader=reader)
     g2 = fuse_dynamic_matmul(g)
-    if reader == "m":  # only the bias Add is left out: y = MatMulIntegerToFloat, then Add
-        assert ops(g2) == ["DynamicQuantizeLinear", "MatMulIntegerToFloat", "Add", "Neg"]
+    if reader == "m":  # only the bias Add is left out: y = DynamicQuantizeMatMul, then Add
+        assert ops(g2) == ["DynamicQuantizeMatMul", "Add", "Neg"]
     else:
         assert ops(g2) == ops(g)
     _same_as_unfused(g, g2, {"x": rng(14).standard_normal((3, 6), dtype=np.float32)})
+
+
+def _dql_mmif(extra=None):
+    """x -> DynamicQuantizeLinear -> MatMulIntegerToFloat(bias) [-> more readers of x's quantization]."""
+    r = rng(15)
+    inits = {"Wq": r.integers(-127, 128, (6, 5)).astype(np.int8), "wz": np.array(0, np.int8),
+             "ws": r.uniform(0.01, 0.02, 5).astype(np.float32), "b": r.standard_normal(5).astype(np.float32),
+             "W2": r.integers(-127, 128, (6, 4)).astype(np.int8), "ws2": np.array(0.015, np.float32)}
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("MatMulIntegerToFloat", ["xq", "Wq", "xs", "ws", "xz", "wz", "b"], ["y"],
+                              domain="com.microsoft")]
+    outs = [vi("y", F, None)]
+    if extra == "second product":  # a shared quantization (a transformer's Q, K, V projections)
+        nodes.append(helper.make_node("MatMulIntegerToFloat", ["xq", "W2", "xs", "ws2", "xz"], ["y2"],
+                                      domain="com.microsoft"))
+        outs.append(vi("y2", F, None))
+    elif extra in ("xq", "xs", "xz"):  # one output read twice: by a Cast, or as a graph output
+        nodes.append(helper.make_node("Cast", [extra], ["c"], to=F))
+        outs.append(vi("c", F, None))
+    elif extra == "output":
+        outs.append(vi("xs", F, None))
+    g = graph(nodes, [vi("x", F, [3, 6])], outs, inits)
+    g.opsets["com.microsoft"] = 1
+    return g
+
+
+def test_fuse_dynamic_matmul_absorbs_dynamic_quantize():
+    g = _dql_mmif()
+    g2 = fuse_dynamic_matmul(g)
+    assert ops(g2) == ["DynamicQuantizeMatMul"] and g2.nodes[0].inputs == ["x", "Wq", "ws", "wz", "b"]
+    x = rng(16).standard_normal((3, 6), dtype=np.float32)
+    _same_as_unfused(g, g2, {"x": x})
+    (ref,) = minirt.InferenceSession(g2, optimize=0, kernels=False).run(None, {"x": x})  # the reference op
+    np.testing.assert_array_equal(ref, minirt.InferenceSession(g, optimize=0).run(None, {"x": x})[0])
+
+
+@pytest.mark.parametrize("extra", ["second product", "xq", "xs", "xz", "output"])
+def test_fuse_dynamic_matmul_keeps_a_shared_dynamic_quantize(extra):
+    g = _dql_mmif(extra)
+    g2 = fuse_dynamic_matmul(g)
+    assert ops(g2) == ops(g)
+    _same_as_unfused(g, g2, {"x": rng(17).standard_normal((3, 6), dtype=np.float32)})

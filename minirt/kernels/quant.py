@@ -979,21 +979,11 @@ def MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point=None, b_zero_point
     ``_mmif_prep`` cached for B: one product call (``_product_rows``) and one epilogue call
     (``scale_rows``), with a_scale (a run-time value in dynamic quantization) passed as a number."""
     prep = _prepared(B, ("mmif", A.dtype, A.shape), (b_scale, b_zero_point, bias),
-                     lambda: _mmif_shape_prep(A, B, b_scale, b_zero_point, bias))
+                     lambda: _mmif_shape_prep(A.shape, A.dtype, B, b_scale, b_zero_point, bias))
     if (prep is not False and type(a_scale) is np.ndarray and a_scale.dtype is _F32 and a_scale.size == 1
             and (a_zero_point is None or getattr(a_zero_point, "size", 0) == 1)):
-        b, b_s, fb, P, K, N, path, chunk, out_shape, bT = prep
         z = 0 if a_zero_point is None else int(a_zero_point.item())
-        out = np.empty(out_shape, np.float32)
-        if path == ROWS:  # one call: product and epilogue
-            small_to_float(A.reshape(P, K), z, b, a_scale.item(), b_s, _EMPTY_I32, fb, out.reshape(P, N))
-            return out
-        if path == DOTS:
-            dots_to_float(A.reshape(P, K), z, bT, a_scale.item(), b_s, _EMPTY_I32, fb, out.reshape(P, N))
-            return out
-        acc = _product_rows(A.reshape(P, K), z, b, chunk)
-        scale_rows(acc, a_scale.item(), b_s, _EMPTY_I32, fb, out.reshape(P, N))
-        return out
+        return _mmif_run(prep, A, z, a_scale.item())
     a_s, b_s = np.asarray(a_scale), np.asarray(b_scale)
     if (A.dtype not in _INT8 or B.dtype not in _INT8 or A.ndim < 2 or B.ndim < 2
             or a_s.dtype != np.float32 or b_s.dtype != np.float32 or a_s.size != 1
@@ -1014,24 +1004,61 @@ def MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point=None, b_zero_point
 
 
 _F32 = np.dtype(np.float32)
+_U8 = np.dtype(np.uint8)
 
 
-def _mmif_shape_prep(A, B, b_scale, b_zero_point, bias):
-    """``_mmif_prep`` plus what A's dtype and shape decide (checked once per shape): rows [P, K],
-    N, the path, and the exact chunk for *any* 8-bit zero point of A (|A - zp| <= 255), since
-    a_zero_point is a run-time value in dynamic quantization. False: the general path."""
-    if (A.ndim < 2 or B.ndim != 2 or A.dtype not in _INT8 or A.size == 0 or A.shape[-1] != B.shape[0]):
+def _mmif_run(prep, A, z, a_scale):
+    """MatMulIntegerToFloat's common case on what ``_mmif_shape_prep`` cached: 8-bit A, its
+    zero point z and a_scale as Python numbers. One product call and one epilogue call."""
+    b, b_s, fb, P, K, N, path, chunk, out_shape, bT = prep
+    out = np.empty(out_shape, np.float32)
+    if path == ROWS:  # one call: product and epilogue
+        small_to_float(A.reshape(P, K), z, b, a_scale, b_s, _EMPTY_I32, fb, out.reshape(P, N))
+        return out
+    if path == DOTS:
+        dots_to_float(A.reshape(P, K), z, bT, a_scale, b_s, _EMPTY_I32, fb, out.reshape(P, N))
+        return out
+    acc = _product_rows(A.reshape(P, K), z, b, chunk)
+    scale_rows(acc, a_scale, b_s, _EMPTY_I32, fb, out.reshape(P, N))
+    return out
+
+
+@kernel("DynamicQuantizeMatMul", since=1, domain="com.microsoft")
+def DynamicQuantizeMatMul(A, B, b_scale, b_zero_point=None, bias=None):
+    """Fast DynamicQuantizeMatMul (what fuse_dynamic_matmul makes of DynamicQuantizeLinear ->
+    MatMulIntegerToFloat): ``dynamic_quantize`` into a uint8 buffer, then MatMulIntegerToFloat's
+    common case (``_mmif_run``) with the scale and zero point as numbers — the two fast kernels'
+    arithmetic, bit-identical, without a node (and its three outputs) between them."""
+    if type(A) is np.ndarray and A.dtype is _F32 and A.size and A.flags.c_contiguous:
+        prep = _prepared(B, ("mmif", _U8, A.shape), (b_scale, b_zero_point, bias),
+                         lambda: _mmif_shape_prep(A.shape, _U8, B, b_scale, b_zero_point, bias))
+        if prep is not False:
+            q = np.empty(A.shape, np.uint8)
+            scale = np.empty((), np.float32)
+            zero_point = np.empty((), np.uint8)
+            if dynamic_quantize(A.reshape(-1), q.reshape(-1), scale, zero_point):
+                return _mmif_run(prep, q, int(zero_point), scale.item())
+    qa, a_scale, a_zero_point = DynamicQuantizeLinear(A)  # NaN / inf, or an unusual B: the pair
+    return MatMulIntegerToFloat(qa, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+
+
+def _mmif_shape_prep(shape, dtype, B, b_scale, b_zero_point, bias):
+    """``_mmif_prep`` plus what A's ``shape`` and ``dtype`` decide (checked once per shape): rows
+    [P, K], N, the path, and the exact chunk for *any* 8-bit zero point of A (|A - zp| <= 255),
+    since a_zero_point is a run-time value in dynamic quantization. False: the general path."""
+    size = int(np.prod(shape))
+    if len(shape) < 2 or B.ndim != 2 or dtype not in _INT8 or size == 0 or shape[-1] != B.shape[0]:
         return False
     prep = _mmif_prep(B, b_scale, b_zero_point, bias)
     if prep is False:
         return False
     b, bmax, b_s, fb = prep
     K, N = B.shape
-    P = A.size // K
+    P = size // K
     chunk = _chunk(255, bmax)
     path = _small_path(P, K, N, chunk)
     bT = _transposed(B, b, b_zero_point) if path == DOTS else None
-    return b, b_s, fb, P, K, N, path, chunk, A.shape[:-1] + (N,), bT
+    return b, b_s, fb, P, K, N, path, chunk, tuple(shape[:-1]) + (N,), bT
 
 
 def _mmif_prep(B, b_scale, b_zero_point, bias):
