@@ -131,6 +131,16 @@ def test_window_columns_match_im2col_loops(jit):
     np.testing.assert_array_equal(band, want.reshape(-1, oh, ow)[:, 2:].reshape(3 * kh * kw, -1))
 
 
+@pytest.mark.parametrize("H, W, k, s", [(4, 4, 3, 2), (8, 7, 2, 2), (7, 8, 2, 2), (9, 9, 2, 2), (6, 5, 1, 2)])
+def test_padding_after_only_reads_a_padded_copy(H, W, k, s):
+    """SAME_UPPER pads at the end only (no padding before): the windows then reach past the image,
+    so they must read a padded copy, not the image itself (which sits next to the next channel)."""
+    rng = np.random.default_rng(6)
+    x, w = _rand(rng, (2, 3, H, W)), _rand(rng, (4, 3, k, k))
+    attrs = dict(auto_pad="SAME_UPPER", strides=[s, s], kernel_shape=[k, k])
+    _close(kconv.Conv(x, w, **attrs), rconv.Conv(x, w, **attrs))
+
+
 def test_strided_im2col_matches_reference_windows():
     rng = np.random.default_rng(3)
     for s, p in ((2, 3), (3, 0), (2, 1)):

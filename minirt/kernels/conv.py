@@ -413,7 +413,9 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
         bands = -(-oh // rows)
         bands = -(-bands // threads) * threads
         rows = -(-oh // bands)
-    unpadded = not runs and not any(pads)  # the windows read the image itself (a 1x1/2 conv): no copy
+    # no padding before, and the windows end inside the image (SAME_UPPER may pad after only):
+    # the windows read the image itself (a 1x1/2 conv), no padded copy
+    unpadded = not runs and not any(pads) and Hp <= H and Wp <= Wd
     for n in range(N):  # one image at a time: one padded copy alive, whatever the batch
         if unpadded:
             xp, row = X[n].reshape(C, H * Wd), Wd  # [C, H, W] -> [C, H*W]
