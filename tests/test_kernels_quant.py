@@ -220,8 +220,8 @@ def test_scale_integer_to_float_is_exact(b_shape, bias_shape):
 
 
 def test_fuse_dynamic_conv_chain_is_bit_identical():
-    """digits, quantized dynamically: each ConvInteger's Cast / Mul / Mul / Add become one
-    ScaleIntegerToFloat (ConvInteger stays); outputs equal the chain's bit for bit."""
+    """digits, quantized dynamically: each DynamicQuantizeLinear -> ConvInteger -> Cast / Mul /
+    Mul / Add -> Relu becomes one DynamicQuantizeConv; outputs equal the chain's bit for bit."""
     from pathlib import Path
 
     import minirt
@@ -231,10 +231,50 @@ def test_fuse_dynamic_conv_chain_is_bit_identical():
     g = minirt.load(model.SerializeToString())
     g2 = fuse_dynamic_matmul(g)
     ops = [n.op_type for n in g2.nodes]
-    assert ops.count("ScaleIntegerToFloat") == ops.count("ConvInteger") == 2 and "Cast" not in ops
+    assert ops.count("DynamicQuantizeConv") == 2 and ops.count("DynamicQuantizeMatMul") == 1
+    assert not {"ConvInteger", "ScaleIntegerToFloat", "Relu", "Cast", "DynamicQuantizeLinear"} & set(ops)
     with np.load(Path(minirt.__file__).parent / "data" / "digits_test.npz") as z:
         x = z["images"][:64]
     (want,) = minirt.InferenceSession(g, optimize=0).run(None, {"image": x})
     for sess in (minirt.InferenceSession(g2, optimize=0), minirt.InferenceSession(g),
                  minirt.InferenceSession(g2, optimize=0, kernels=False)):
         np.testing.assert_array_equal(sess.run(None, {"image": x})[0], want)
+
+
+CONVS = [((1, 1, 28, 28), (8, 1, 3, 3), dict(pads=[1, 1, 1, 1])),  # digits
+         ((2, 8, 14, 14), (16, 8, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2])),
+         ((1, 8, 9, 9), (8, 1, 3, 3), dict(group=8)),  # depthwise
+         ((2, 16, 7, 7), (4, 16, 1, 1), {}),  # pointwise
+         ((1, 64, 6, 6), (8, 64, 5, 5), {}),  # K = 1600 > one exact chunk: int32 accumulator
+         ((2, 4, 20), (6, 4, 3), dict(pads=[1, 1]))]  # 1-D
+
+
+@SETTINGS
+@given(st.sampled_from(CONVS), st.booleans(), st.booleans(), st.sampled_from(["", "Relu"]),
+       st.sampled_from([None, 0.0, np.nan]), st.integers(0, 2**31))
+def test_dynamic_quantize_conv_is_the_chain(conv, per_channel, bias, activation, special, seed):
+    """minirt.DynamicQuantizeConv's kernel equals its reference (DynamicQuantizeLinear ->
+    ConvInteger -> ScaleIntegerToFloat [-> Relu]) bit for bit, and so does the chain of kernels."""
+    x_shape, w_shape, attrs = conv
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=x_shape) * 2).astype(np.float32)
+    if special is not None:
+        X.reshape(-1)[rng.integers(X.size)] = special
+        if special == 0.0:
+            X[...] = 0
+    M, spatial = w_shape[0], (1,) * (len(x_shape) - 2)
+    W = _readonly(_q(rng, w_shape, np.int8))
+    w_scale = _readonly(rng.uniform(1e-3, 1e-1, (M, *spatial) if per_channel else ()).astype(np.float32))
+    w_zp = _readonly(_q(rng, (M,) if per_channel else (), np.int8))
+    B = _readonly(rng.normal(size=(M, *spatial)).astype(np.float32)) if bias else None
+    attrs = dict(attrs, kernel_shape=list(w_shape[2:]))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        want = rquant.DynamicQuantizeConv(X, W, w_scale, w_zp, B, activation=activation, **attrs)
+        xq, xs, xz = kquant.DynamicQuantizeLinear(X)
+        chain = kquant.ScaleIntegerToFloat(kquant.ConvInteger(xq, W, xz, w_zp, **attrs), xs, w_scale, B)
+        np.testing.assert_array_equal(np.maximum(chain, np.float32(0)) if activation else chain, want)
+        for _ in range(2):  # the second call runs on the cached preparations
+            got = kquant.DynamicQuantizeConv(X, W, w_scale, w_zp, B, activation=activation, **attrs)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+            assert not np.signbit(got[got == 0]).any() or not activation  # Relu's +0.0

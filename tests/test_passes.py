@@ -621,3 +621,54 @@ def test_fuse_dynamic_matmul_keeps_a_shared_dynamic_quantize(extra):
     g2 = fuse_dynamic_matmul(g)
     assert ops(g2) == ops(g)
     _same_as_unfused(g, g2, {"x": rng(17).standard_normal((3, 6), dtype=np.float32)})
+
+
+def _dyn_conv_chain(extra=None, weight_input=False):
+    """DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul(Mul(xs, ws)) -> Add(bias) -> Relu, as
+    dynamic quantization writes a conv [with one more reader of an intermediate]."""
+    r = rng(18)
+    inits = {"Wq": r.integers(-127, 128, (4, 2, 3, 3)).astype(np.int8), "wz": np.array(0, np.int8),
+             "ws": r.uniform(0.01, 0.02, (4, 1, 1)).astype(np.float32),
+             "b": r.standard_normal((4, 1, 1)).astype(np.float32)}
+    inputs = [vi("x", F, [1, 2, 6, 6])]
+    if weight_input:
+        inputs.append(vi("Wq", TensorProto.INT8, [4, 2, 3, 3]))
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("ConvInteger", ["xq", "Wq", "xz", "wz"], ["acc"], kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Mul", ["xs", "ws"], ["s"]),
+             helper.make_node("Cast", ["acc"], ["f"], to=F),
+             helper.make_node("Mul", ["f", "s"], ["m"]),
+             helper.make_node("Add", ["m", "b"], ["y0"]),
+             helper.make_node("Relu", ["y0"], ["y"])]
+    outs = [vi("y", F, None)]
+    if extra:
+        nodes.append(helper.make_node("Cast", [extra], ["c"], to=F))
+        outs.append(vi("c", F, None))
+    feeds = {"x": rng(19).standard_normal((1, 2, 6, 6), dtype=np.float32)}
+    if weight_input:
+        feeds["Wq"] = inits.pop("Wq")
+    return graph(nodes, inputs, outs, inits), feeds
+
+
+def test_fuse_dynamic_conv_absorbs_dynamic_quantize_and_relu():
+    g, feeds = _dyn_conv_chain()
+    g2 = fuse_dynamic_matmul(g)
+    assert ops(g2) == ["DynamicQuantizeConv"]
+    assert g2.nodes[0].inputs == ["x", "Wq", "ws", "wz", "b"] and g2.nodes[0].attrs["activation"] == "Relu"
+    _same_as_unfused(g, g2, feeds)
+    (ref,) = minirt.InferenceSession(g2, optimize=0, kernels=False).run(None, feeds)  # the reference op
+    np.testing.assert_array_equal(ref, minirt.InferenceSession(g, optimize=0).run(None, feeds)[0])
+
+
+@pytest.mark.parametrize("extra,weight_input,want", [
+    ("y0", False, ["DynamicQuantizeConv", "Relu", "Cast"]),  # the Relu's input is read twice: it stays
+    ("xq", False, ["DynamicQuantizeLinear", "ConvInteger", "ScaleIntegerToFloat", "Relu", "Cast"]),
+    ("xs", False, ["DynamicQuantizeLinear", "ConvInteger", "ScaleIntegerToFloat", "Relu", "Cast"]),
+    ("acc", False, ["DynamicQuantizeLinear", "ConvInteger", "Mul", "Cast", "Mul", "Add", "Relu", "Cast"]),
+    (None, True, ["DynamicQuantizeLinear", "ConvInteger", "ScaleIntegerToFloat", "Relu"]),  # W not constant
+])
+def test_fuse_dynamic_conv_keeps_shared_values(extra, weight_input, want):
+    g, feeds = _dyn_conv_chain(extra, weight_input)
+    g2 = fuse_dynamic_matmul(g)
+    assert sorted(ops(g2)) == sorted(want)
+    _same_as_unfused(g, g2, feeds)

@@ -44,6 +44,7 @@ from minirt.ops.conv import _window_pads
 from minirt.ops.quant import ConvInteger as ConvInteger_reference
 from minirt.ops.quant import MatMulInteger as MatMulInteger_reference
 from minirt.ops.quant import QLinearConv as QLinearConv_reference
+from minirt.ops.quant import DynamicQuantizeConv as DynamicQuantizeConv_reference
 from minirt.ops.quant import DynamicQuantizeLinear as DynamicQuantizeLinear_reference
 from minirt.ops.quant import MatMulIntegerToFloat as MatMulIntegerToFloat_reference
 from minirt.ops.quant import QGemm as QGemm_reference
@@ -503,13 +504,15 @@ def _dots_requant(a, zp, bT, bias, mult, yzp, lo, hi, out):
     requant_rows(acc, bias, mult, yzp, lo, hi, out)
 
 
-def _scale_channels(acc, a_scale, b_scale, bias, out):
+def _scale_channels(acc, a_scale, b_scale, bias, relu, out):
     """out[n, c, i] = float32(acc[n, c, i]) * float32(a_scale * b_scale[c]) (+ bias[c]): the
     chain Cast -> Mul -> Add in one pass, the same float32 operations in the same order.
     a_scale: a Python float holding a float32 value; b_scale, bias: float32 [C] or [1]
-    (bias may be empty)."""
+    (bias may be empty); acc: int32 or integer-valued float32 (exact). With ``relu``, each row
+    then goes through Relu's max(v, 0) while in cache (-0.0 -> +0.0 and NaN kept, as np.maximum)."""
     Nb, C, Q = acc.shape
     a32 = np.float32(a_scale)
+    zero = np.float32(0)
     for n in range(Nb):
         for c in range(C):
             s = a32 * b_scale[c if b_scale.shape[0] > 1 else 0]
@@ -522,6 +525,10 @@ def _scale_channels(acc, a_scale, b_scale, bias, out):
             else:
                 for i in range(Q):
                     dst[i] = np.float32(src[i]) * s
+            if relu:
+                for i in range(Q):
+                    if dst[i] <= zero:  # (false for NaN)
+                        dst[i] = zero
 
 
 _quantize_value = numba.njit(cache=True, inline="always")(_quantize_value)
@@ -1137,9 +1144,33 @@ def ScaleIntegerToFloat(acc, a_scale, b_scale, bias=None):
             a3 = acc.reshape(acc.shape[0], acc.shape[1], -1)
             if not a3.flags.c_contiguous:
                 a3 = np.ascontiguousarray(a3)
-            scale_channels(a3, a_scale.item(), b_s, fb, out.reshape(a3.shape))
+            scale_channels(a3, a_scale.item(), b_s, fb, False, out.reshape(a3.shape))
             return out
     return ScaleIntegerToFloat_reference(acc, a_scale, b_scale, bias)
+
+
+@kernel("DynamicQuantizeConv", since=1, domain="minirt")
+def DynamicQuantizeConv(X, W, w_scale, w_zero_point=None, bias=None, *, activation="", auto_pad="NOTSET",
+                        dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    """Fast DynamicQuantizeConv (fuse_dynamic_matmul's DynamicQuantizeLinear -> ConvInteger ->
+    ScaleIntegerToFloat [-> Relu]): the DynamicQuantizeLinear kernel, the fast ConvInteger's
+    exact product (kept as integer-valued float32: no int32 copy), then ScaleIntegerToFloat's
+    one pass with the Relu in it. The four kernels' arithmetic: bit-identical."""
+    args = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                pads=pads, strides=strides)
+    if activation in ("", "Relu") and type(X) is np.ndarray and X.dtype is _F32 and X.ndim in (3, 4):
+        xq, x_scale, x_zero_point = DynamicQuantizeLinear(X)
+        acc = _conv_integer(xq, W, x_zero_point, w_zero_point, **args)
+        prep = False if acc is None else _prepared(
+            w_scale, ("scale_channels", acc.ndim, acc.shape[1]), (bias,),
+            lambda: _scale_channels_prep(acc, w_scale, bias))
+        if prep is not False and np.size(x_scale) == 1:
+            b_s, fb = prep
+            out = np.empty(acc.shape, np.float32)
+            a3 = acc.reshape(acc.shape[0], acc.shape[1], -1)  # (contiguous: _conv_integer's own)
+            scale_channels(a3, float(x_scale), b_s, fb, activation == "Relu", out.reshape(a3.shape))
+            return out
+    return DynamicQuantizeConv_reference(X, W, w_scale, w_zero_point, bias, activation=activation, **args)
 
 
 def _per_channel(p, ndim, C):

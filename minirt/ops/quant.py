@@ -18,6 +18,7 @@ import numpy as np
 
 from minirt.dtypes import np_dtype
 from minirt.ops._common import normalize_axis
+from minirt.ops.activation import Relu
 from minirt.registry import op
 
 _FLOAT8 = {np.dtype(t) for t in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz,
@@ -392,3 +393,19 @@ def ScaleIntegerToFloat(acc, a_scale, b_scale, bias=None):
     which fuse_dynamic_matmul folds into this node (ConvInteger stays)."""
     y = acc.astype(np.float32) * (np.asarray(a_scale) * np.asarray(b_scale))
     return y if bias is None else y + bias
+
+
+@op("DynamicQuantizeConv", since=1, domain="minirt")
+def DynamicQuantizeConv(X, W, w_scale, w_zero_point=None, bias=None, *, activation="", auto_pad="NOTSET",
+                        dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    """Y = activation(ScaleIntegerToFloat(ConvInteger(DynamicQuantizeLinear(X), W), x_scale,
+    w_scale, bias)): dynamic quantization's whole ``DynamicQuantizeLinear -> ConvInteger ->
+    Cast -> Mul -> Add [-> Relu]`` chain, which fuse_dynamic_matmul folds into this node
+    (minirt's own; activation "" or "Relu")."""
+    if activation not in ("", "Relu"):
+        raise ValueError(f"DynamicQuantizeConv: unsupported activation {activation!r}")
+    xq, x_scale, x_zero_point = DynamicQuantizeLinear(X)
+    acc = ConvInteger(xq, W, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations,
+                      group=group, kernel_shape=kernel_shape, pads=pads, strides=strides)
+    y = ScaleIntegerToFloat(acc, x_scale, w_scale, bias)
+    return Relu(y) if activation == "Relu" else y
