@@ -95,6 +95,12 @@ def test_dynamic_quantize_matmul_is_the_pair(shape, per_column, bias, batched, c
             got = kquant.DynamicQuantizeMatMul(A, B, b_scale, b_zp, fb)
             assert got.dtype == want.dtype and got.shape == want.shape
             np.testing.assert_array_equal(got, want)
+        # with the Relu after it (minirt.FusedDynamicQuantizeMatMul): Relu's bits, +0.0 included
+        want = rquant.FusedDynamicQuantizeMatMul(A, B, b_scale, b_zp, fb, activation="Relu")
+        np.testing.assert_array_equal(want, np.maximum(got, np.float32(0)))
+        got = kquant.FusedDynamicQuantizeMatMul(A, B, b_scale, b_zp, fb, activation="Relu")
+        assert got.dtype == want.dtype and not np.signbit(got[got == 0]).any()
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("special", [np.inf, -np.inf, np.nan, -np.nan, -0.0, 0.0, 1e-45, -1e-45,

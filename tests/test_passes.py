@@ -514,10 +514,12 @@ def test_fuse_dynamic_matmul_fraud(tmp_path, tool):
     hist, hist2 = g.op_histogram(), g2.op_histogram()
     n_mm = hist["MatMulInteger"]
     assert n_mm == 3 and "MatMulInteger" not in hist2 and "Cast" not in hist2
-    assert hist2["DynamicQuantizeMatMul"] == n_mm and "DynamicQuantizeLinear" not in hist2
+    # the hidden layers' Relus join their products
+    assert hist2["DynamicQuantizeMatMul"] == 1 and hist2["FusedDynamicQuantizeMatMul"] == 2 == hist["Relu"]
+    assert "DynamicQuantizeLinear" not in hist2 and "Relu" not in hist2
     # per layer: DynamicQuantizeLinear, scale Mul, MatMulInteger, Cast, Mul, Add(bias) -> one node
-    assert sum(hist2.values()) == sum(hist.values()) - 5 * n_mm
-    assert all(len(n.inputs) == 5 for n in g2.nodes if n.op_type == "DynamicQuantizeMatMul")  # bias absorbed
+    assert sum(hist2.values()) == sum(hist.values()) - 5 * n_mm - 2
+    assert all(len(n.inputs) == 5 for n in g2.nodes if "DynamicQuantizeMatMul" in n.op_type)  # bias absorbed
     assert "fuse_dynamic_matmul" in str(optimize_with_report(g)[1])
     x = rng(11).standard_normal((64, 10), dtype=np.float32) * 3
     # the fused op does the chain's float32 operations in the chain's order: bit-identical,
@@ -600,6 +602,9 @@ def _dql_mmif(extra=None):
         outs.append(vi("c", F, None))
     elif extra == "output":
         outs.append(vi("xs", F, None))
+    elif extra in ("relu", "relu read twice"):
+        nodes.append(helper.make_node("Relu", ["y"], ["r"]))
+        outs = [vi("r", F, None)] + ([vi("y", F, None)] if extra == "relu read twice" else [])
     g = graph(nodes, [vi("x", F, [3, 6])], outs, inits)
     g.opsets["com.microsoft"] = 1
     return g
@@ -672,3 +677,18 @@ def test_fuse_dynamic_conv_keeps_shared_values(extra, weight_input, want):
     g2 = fuse_dynamic_matmul(g)
     assert sorted(ops(g2)) == sorted(want)
     _same_as_unfused(g, g2, feeds)
+
+
+@pytest.mark.parametrize("extra", ["relu", "relu read twice"])
+def test_fuse_dynamic_matmul_absorbs_relu(extra):
+    g = _dql_mmif(extra)
+    g2 = fuse_dynamic_matmul(g)
+    if extra == "relu":
+        assert ops(g2) == ["FusedDynamicQuantizeMatMul"] and g2.nodes[0].attrs == {"activation": "Relu"}
+        assert g2.nodes[0].domain == "minirt" and g2.nodes[0].outputs == ["r"]
+    else:  # the product's output is also a graph output: the Relu stays
+        assert ops(g2) == ["DynamicQuantizeMatMul", "Relu"]
+    x = rng(20).standard_normal((3, 6), dtype=np.float32)
+    _same_as_unfused(g, g2, {"x": x})
+    ref = minirt.InferenceSession(g2, optimize=0, kernels=False).run(None, {"x": x})[0]  # the reference op
+    np.testing.assert_array_equal(ref, minirt.InferenceSession(g, optimize=0).run(None, {"x": x})[0])

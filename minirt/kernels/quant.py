@@ -46,6 +46,7 @@ from minirt.ops.quant import MatMulInteger as MatMulInteger_reference
 from minirt.ops.quant import QLinearConv as QLinearConv_reference
 from minirt.ops.quant import DynamicQuantizeConv as DynamicQuantizeConv_reference
 from minirt.ops.quant import DynamicQuantizeLinear as DynamicQuantizeLinear_reference
+from minirt.ops.quant import FusedDynamicQuantizeMatMul as FusedDynamicQuantizeMatMul_reference
 from minirt.ops.quant import MatMulIntegerToFloat as MatMulIntegerToFloat_reference
 from minirt.ops.quant import QGemm as QGemm_reference
 from minirt.ops.quant import QLinearMatMul as QLinearMatMul_reference
@@ -504,6 +505,14 @@ def _dots_requant(a, zp, bT, bias, mult, yzp, lo, hi, out):
     requant_rows(acc, bias, mult, yzp, lo, hi, out)
 
 
+def _relu_inplace(y):
+    """y = max(y, 0) in place for a float vector, as Relu's np.maximum: -0.0 -> +0.0, NaN kept."""
+    zero = y.dtype.type(0)
+    for i in range(y.size):
+        if y[i] <= zero:  # (false for NaN)
+            y[i] = zero
+
+
 def _scale_channels(acc, a_scale, b_scale, bias, relu, out):
     """out[n, c, i] = float32(acc[n, c, i]) * float32(a_scale * b_scale[c]) (+ bias[c]): the
     chain Cast -> Mul -> Add in one pass, the same float32 operations in the same order.
@@ -512,7 +521,6 @@ def _scale_channels(acc, a_scale, b_scale, bias, relu, out):
     then goes through Relu's max(v, 0) while in cache (-0.0 -> +0.0 and NaN kept, as np.maximum)."""
     Nb, C, Q = acc.shape
     a32 = np.float32(a_scale)
-    zero = np.float32(0)
     for n in range(Nb):
         for c in range(C):
             s = a32 * b_scale[c if b_scale.shape[0] > 1 else 0]
@@ -526,12 +534,11 @@ def _scale_channels(acc, a_scale, b_scale, bias, relu, out):
                 for i in range(Q):
                     dst[i] = np.float32(src[i]) * s
             if relu:
-                for i in range(Q):
-                    if dst[i] <= zero:  # (false for NaN)
-                        dst[i] = zero
+                relu_inplace(dst)
 
 
 _quantize_value = numba.njit(cache=True, inline="always")(_quantize_value)
+relu_inplace = numba.njit(cache=True, inline="always")(_relu_inplace)
 requant_loops = numba.njit(cache=True)(_requant_loops)
 scale_channels = numba.njit(cache=True)(_scale_channels)
 quantize_widen = numba.njit(cache=True)(_quantize_widen)
@@ -1047,6 +1054,18 @@ def DynamicQuantizeMatMul(A, B, b_scale, b_zero_point=None, bias=None):
                 return _mmif_run(prep, q, int(zero_point), scale.item())
     qa, a_scale, a_zero_point = DynamicQuantizeLinear(A)  # NaN / inf, or an unusual B: the pair
     return MatMulIntegerToFloat(qa, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+
+
+@kernel("FusedDynamicQuantizeMatMul", since=1, domain="minirt")
+def FusedDynamicQuantizeMatMul(A, B, b_scale, b_zero_point=None, bias=None, *, activation=""):
+    """Fast FusedDynamicQuantizeMatMul: the DynamicQuantizeMatMul kernel, then the Relu in place
+    on its fresh output (one small loop call instead of a Relu node: fraud ~1.5 us a layer)."""
+    if activation not in ("", "Relu"):
+        return FusedDynamicQuantizeMatMul_reference(A, B, b_scale, b_zero_point, bias, activation=activation)
+    y = DynamicQuantizeMatMul(A, B, b_scale, b_zero_point, bias)
+    if activation == "Relu":
+        relu_inplace(y.reshape(-1))
+    return y
 
 
 def _mmif_shape_prep(shape, dtype, B, b_scale, b_zero_point, bias):

@@ -374,6 +374,18 @@ def DynamicQuantizeMatMul(A, B, b_scale, b_zero_point=None, bias=None):
 
 
 # ---------------------------------------------------------------------------- minirt
+
+
+@op("FusedDynamicQuantizeMatMul", since=1, domain="minirt")
+def FusedDynamicQuantizeMatMul(A, B, b_scale, b_zero_point=None, bias=None, *, activation=""):
+    """Y = activation(DynamicQuantizeMatMul(A, B, b_scale, b_zero_point, bias)): what
+    fuse_dynamic_matmul makes of a DynamicQuantizeMatMul and the Relu after it (activation ""
+    or "Relu", onnxruntime's Fused* attribute convention)."""
+    if activation not in ("", "Relu"):
+        raise ValueError(f"FusedDynamicQuantizeMatMul: unsupported activation {activation!r}")
+    y = DynamicQuantizeMatMul(A, B, b_scale, b_zero_point, bias)
+    return Relu(y) if activation == "Relu" else y
+
 # What fuse_qdq writes for ``QuantizeLinear -> DequantizeLinear -> MatMul [-> Add(bias)]`` with
 # a float output: the activation's quantization and the integer product in one node.
 

@@ -367,7 +367,13 @@ def _absorb_dynamic_quantize(g: Graph, v: _View, mm: Node) -> bool:
     new_ins = [dql.inputs[0], ins[1], ins[3], ins[5], ins[6]]
     while not new_ins[-1]:  # trailing optional inputs left out
         new_ins.pop()
-    _replace(g, [dql, mm], Node("DynamicQuantizeMatMul", new_ins, list(mm.outputs), {}, mm.name, "com.microsoft"))
+    old, out, op, domain, attrs = [dql, mm], mm.outputs[0], "DynamicQuantizeMatMul", "com.microsoft", {}
+    relu = v.sole_reader(out)
+    if _is(relu, "Relu"):  # minirt's op with onnxruntime's Fused* activation attribute
+        old.append(relu)
+        out, op, domain, attrs = relu.outputs[0], "FusedDynamicQuantizeMatMul", "minirt", {"activation": "Relu"}
+    g.opsets.setdefault(domain, 1)
+    _replace(g, old, Node(op, new_ins, [out], attrs, mm.name, domain))
     return True
 
 
