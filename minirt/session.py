@@ -77,7 +77,9 @@ class InferenceSession:
         with ``Shape``/``Size`` nodes and inputs of symbolic dims are concerned.
         """
         from minirt.frontend.onnx import from_onnx
+        from minirt.malloc import tune_malloc
 
+        tune_malloc()  # once per process: freed arrays are reused, not page-faulted in again (minirt/malloc.py)
         self.original_graph: Graph = model if isinstance(model, Graph) else from_onnx(model)
         check_supported(self.original_graph)  # report unsupported ops against the graph as written
         self.graph = self.original_graph
