@@ -47,7 +47,7 @@ def node_macs(op_type: str, attrs: dict, inputs: list[Any], outputs: list[Any]) 
     out = outputs[0] if outputs else None
     if not isinstance(out, np.ndarray):
         return 0
-    if op_type in ("Conv", "ConvInteger", "FusedConv"):
+    if op_type in ("Conv", "ConvInteger", "FusedConv", "DynamicQuantizeConv"):
         w = inputs[1]
         # every output element is a dot product over (C_in / group) * kernel elements
         return _numel(out) * prod(w.shape[1:])
@@ -57,7 +57,8 @@ def node_macs(op_type: str, attrs: dict, inputs: list[Any], outputs: list[Any]) 
         x, w = inputs[0], inputs[1]
         # every input element is scattered through (C_out / group) * kernel weights
         return _numel(x) * prod(w.shape[1:])
-    if op_type in ("MatMul", "MatMulInteger", "FusedMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"):
+    if op_type in ("MatMul", "MatMulInteger", "FusedMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+                   "FusedDynamicQuantizeMatMul", "QuantizeMatMul"):
         a = inputs[0]
         k = a.shape[-1] if a.ndim else 1
         return _numel(out) * k
