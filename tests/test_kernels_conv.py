@@ -175,12 +175,13 @@ _PATHS = {  # name: (C, M, group, kernel, strides, image) picking one path of co
 
 
 @pytest.mark.parametrize("path", sorted(_PATHS))
-@pytest.mark.parametrize("activation", ["", "Relu", "Clip"])
+@pytest.mark.parametrize("activation", ["", "Relu", "Clip", "HardSigmoid", "HardSwish"])
 @pytest.mark.parametrize("with_z", [False, True])
 @pytest.mark.parametrize("banded", [False, True])
 def test_fused_epilogue_is_the_unfused_sequence(monkeypatch, path, activation, with_z, banded):
-    """FusedConv's kernel folds bias, Z and Relu/Clip into the conv's last pass: bit-identical to
-    Conv, then Add, then the activation (NaN passes through), on every path of conv2d."""
+    """FusedConv's kernel folds bias, Z and Relu/Clip/HardSigmoid/HardSwish into the conv's last
+    pass: bit-identical to Conv, then Add, then the activation (NaN passes through), on every path
+    of conv2d."""
     from minirt.passes import fused_ops
 
     if banded:
@@ -193,7 +194,7 @@ def test_fused_epilogue_is_the_unfused_sequence(monkeypatch, path, activation, w
     attrs = dict(pads=[1, 1, 1, 1] if k == 3 else [0] * 4, strides=[s, s], group=G, kernel_shape=[k, k])
     plain = kconv.Conv(x, w, b, **attrs)
     z = _rand(rng, plain.shape) if with_z else None
-    params = [-0.25, 0.5] if activation == "Clip" else None
+    params = {"Clip": [-0.25, 0.5], "HardSigmoid": [0.3, 0.4]}.get(activation)
     want = fused_ops._epilogue_in_place(plain.copy(), z, activation, params)
     got = fused_ops.FusedConv_fast(x, w, b, z, activation=activation, activation_params=params, **attrs)
     np.testing.assert_array_equal(got, want)

@@ -208,17 +208,20 @@ def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw):
                 dst[ox] = row[ox]
 
 
-def _epilogue_loops(y, bias, z, lo, hi):
-    """y[m, r, c] = min(max(y[m, r, c] + bias[m] + z[m, r, c], lo), hi), in place: a conv's bias,
-    residual Add and Relu/Clip in ONE pass over its output (NumPy would make one pass for each).
+def _epilogue_loops(y, bias, z, lo, hi, hard, alpha, beta):
+    """y[m, r, c] = act(y[m, r, c] + bias[m] + z[m, r, c]), in place: a conv's bias, residual Add
+    and activation in ONE pass over its output (NumPy would make one pass for each).
 
-    y [M, R, C] (read and written), bias [M] (zeros: none), z [M, R, C] or [0, 0, 0] (none),
-    lo / hi scalars of y's dtype. The sums are done in the unfused order ((y + bias) + z): the
-    result is bit-identical. NaN passes the clip (comparisons with NaN are false), as np.maximum /
-    np.clip keep it. Two details keep the inner loop vectorized (5-10x faster, measured on
-    [256, 56, 56]): y is ONE argument (a separate source that aliases it makes LLVM's runtime
-    overlap check fail, and the loop runs scalar), and lo / hi have y's dtype (float64 bounds
-    against float32 values convert every element).
+    act (``hard`` = 0, none / Relu / Clip): v -> min(max(v, lo), hi); ``hard`` = 1, HardSigmoid:
+    v -> min(max(alpha*v + beta, lo), hi) with lo = 0, hi = 1; ``hard`` = 2, HardSwish: v times
+    that. y [M, R, C] (read and written), bias [M] (zeros: none), z [M, R, C] or [0, 0, 0] (none),
+    lo / hi / alpha / beta scalars of y's dtype. The arithmetic is the unfused ops' own, in their
+    order ((y + bias) + z, then alpha*v + beta): the result is bit-identical. NaN passes the clips
+    (comparisons with NaN are false), as np.maximum / np.clip keep it. Two details keep the inner
+    loop vectorized (5-10x faster, measured on [256, 56, 56]): y is ONE argument (a separate
+    source that aliases it makes LLVM's runtime overlap check fail, and the loop runs scalar),
+    and the scalars have y's dtype (float64 bounds against float32 values convert every element;
+    for the same reason the clip bounds of HardSigmoid come in as lo / hi, not as literals).
     """
     M, R, C = y.shape
     has_z = z.shape[0] > 0
@@ -226,23 +229,17 @@ def _epilogue_loops(y, bias, z, lo, hi):
         bm = bias[m]
         for r in range(R):
             d = y[m, r]
-            if has_z:
-                zr = z[m, r]
-                for c in range(C):
-                    v = (d[c] + bm) + zr[c]
-                    if v < lo:
-                        v = lo
-                    if v > hi:
-                        v = hi
-                    d[c] = v
-            else:
-                for c in range(C):
-                    v = d[c] + bm
-                    if v < lo:
-                        v = lo
-                    if v > hi:
-                        v = hi
-                    d[c] = v
+            zr = z[m, r] if has_z else d  # (d: a placeholder, never read without Z)
+            for c in range(C):
+                v = d[c] + bm
+                if has_z:
+                    v = v + zr[c]
+                h = v * alpha + beta if hard else v
+                if h < lo:
+                    h = lo
+                if h > hi:
+                    h = hi
+                d[c] = v * h if hard == 2 else h
 
 
 # wrapped once: plain Python again under NUMBA_DISABLE_JIT=1
@@ -326,11 +323,13 @@ BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slo
 _NO_Z_AND_BOUNDS = {np.dtype(t): (np.empty((0, 0, 0), t), t(-np.inf), t(np.inf)) for t in (np.float32, np.float64)}
 
 
-def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None, hi=None):
+def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None, hi=None, hard=0,
+           alpha=0.0, beta=0.0):
     """Y = Conv(X, W, B) for 2-D float32/float64 X [N, C, H, W] with explicit pads [pt, pl, pb, pr].
 
     With an epilogue (FusedConv's): Y = min(max(Conv(X, W, B) + Z, lo), hi), Z [N, M, oh, ow] of
-    X's dtype or None, lo / hi None for no bound (Relu: lo = 0). The bias, Z and the clip are
+    X's dtype or None, lo / hi None for no bound (Relu: lo = 0); ``hard`` 1 / 2 with alpha, beta:
+    HardSigmoid / HardSwish of Conv(X, W, B) + Z instead (see ``_epilogue_loops``). The bias, Z and the clip are
     added in ONE pass over the output (``_epilogue_loops``): band by band right after each band's
     product for the stride-1 runs, image by image at the end for the other paths."""
     N, C, H, Wd = X.shape
@@ -346,20 +345,24 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     depthwise = G == C and Cg == 1 and G > 1  # its loops add the bias themselves
     # the epilogue's operands, all of X's dtype: bias [M], Z [N, M, oh, ow] or [0, 0, 0], bounds
     has_bias = B is not None and not depthwise
-    epilogue = has_bias or Z is not None or lo is not None or hi is not None
+    epilogue = has_bias or Z is not None or lo is not None or hi is not None or hard
     if epilogue:
         b = np.ascontiguousarray(B, dtype=X.dtype) if has_bias else np.zeros(M, X.dtype)
         z_all = np.ascontiguousarray(Z, dtype=X.dtype) if Z is not None else None
         no_z, low, high = _NO_Z_AND_BOUNDS[X.dtype]
+        if hard:  # HardSigmoid's clip to [0, 1]
+            lo, hi = X.dtype.type(0), X.dtype.type(1)
         lo = low if lo is None else X.dtype.type(lo)  # of X's dtype: see _epilogue_loops
         hi = high if hi is None else X.dtype.type(hi)
+        alpha, beta = X.dtype.type(alpha), X.dtype.type(beta)
 
     def finish(n, oy0, oy1):
         """Bias, Z and the clip in one pass over output rows [oy0, oy1) of image n."""
         if epilogue:
             whole = oy0 == 0 and oy1 == oh  # (a slice of all rows costs ~0.3 us more than none)
             epilogue_loops(y[n] if whole else y[n, :, oy0:oy1], b,
-                           no_z if z_all is None else z_all[n] if whole else z_all[n, :, oy0:oy1], lo, hi)
+                           no_z if z_all is None else z_all[n] if whole else z_all[n, :, oy0:oy1], lo, hi,
+                           hard, alpha, beta)
 
     if depthwise:  # a direct loop kernel, bias included
         bd = np.zeros(M, X.dtype) if B is None else np.ascontiguousarray(B, dtype=X.dtype)
@@ -466,10 +469,11 @@ def Conv(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
 
 
 def fused_conv(X, W, B, Z, lo, hi, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-               pads=None, strides=None):
-    """FusedConv's fast path: min(max(Conv(X, W, B) + Z, lo), hi) with the epilogue done in the
-    conv's own pass over its output (:func:`conv2d`). None when this kernel does not take the case
-    (the caller then runs the Conv and the epilogue one after the other)."""
+               pads=None, strides=None, hard=0, alpha=0.0, beta=0.0):
+    """FusedConv's fast path: min(max(Conv(X, W, B) + Z, lo), hi) — or with ``hard`` 1 / 2 its
+    HardSigmoid / HardSwish(alpha, beta) — with the epilogue done in the conv's own pass over its
+    output (:func:`conv2d`). None when this kernel does not take the case (the caller then runs
+    the Conv and the epilogue one after the other)."""
     if (X.ndim != 4 or W.ndim != 4 or X.dtype not in _FAST_DTYPES or W.dtype != X.dtype
             or (B is not None and B.dtype != X.dtype) or X.shape[1] != W.shape[1] * group):
         return None
@@ -479,4 +483,4 @@ def fused_conv(X, W, B, Z, lo, hi, *, auto_pad="NOTSET", dilations=None, group=1
         return None
     if Z is not None and (Z.dtype != X.dtype or Z.shape != (X.shape[0], W.shape[0]) + out_shape):
         return None  # a Z that broadcasts: the separate Add
-    return conv2d(X, W, B, strides2, begin, dilations2, group, out_shape, Z, lo, hi)
+    return conv2d(X, W, B, strides2, begin, dilations2, group, out_shape, Z, lo, hi, hard, alpha, beta)

@@ -136,12 +136,21 @@ def FusedConv_fast(X, W, B=None, Z=None, *, activation="", activation_params=Non
                       pads=pads, strides=strides)
     conv = _fastest("Conv")
     bounds = _clip_bounds(activation, activation_params)
+    hard = _HARD.get(activation)  # HardSigmoid / HardSwish: in the same pass (MobileNetV3's convs)
+    if hard is not None and conv is kconv.Conv:
+        alpha, beta = (1 / 6, 0.5) if activation == "HardSwish" else activation_params
+        y = kconv.fused_conv(X, W, B, Z, None, None, **conv_attrs, hard=hard, alpha=alpha, beta=beta)
+        if y is not None:
+            return y
     if bounds is not None and conv is kconv.Conv:
         y = kconv.fused_conv(X, W, B, Z, *bounds, **conv_attrs)
         if y is not None:
             return y
     y = conv(X, W, B, **conv_attrs)  # [N, C, *in] -> [N, M, *out]
     return _epilogue_in_place(y, Z, activation, activation_params)
+
+
+_HARD = {"HardSigmoid": 1, "HardSwish": 2}  # kconv._epilogue_loops' codes for them
 
 
 def _clip_bounds(activation: str, params):
