@@ -20,8 +20,9 @@ registered product op (a Numba/BLAS conv, a BLAS matmul), then apply the Add and
 **in place** on the product's output — a fresh array the op owns — so a Conv+Add+Relu makes one
 array and one extra pass over it per step, instead of one new array per step (``y += Z``,
 ``np.maximum(y, 0, out=y)``). Activations without an in-place form run the fastest registered op.
-FusedConv and FusedBatchNormalization with no activation, Relu or Clip go further: the Add and
-the clip happen inside the op's own last pass over its output (one Numba loop).
+FusedConv and FusedBatchNormalization with no activation, Relu or Clip (FusedConv also with
+HardSigmoid or HardSwish) go further: the Add and the activation happen inside the op's own last
+pass over its output (one Numba loop).
 
 One more op of this domain is not a fusion but the same kind of "do less": ``minirt.MaxPool`` is
 MaxPool computing Y alone, for the nodes that name no Indices output (nearly all): finding Y
