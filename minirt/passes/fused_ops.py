@@ -131,8 +131,8 @@ def FusedConv(X, W, B=None, Z=None, *, activation="", activation_params=None, au
 def FusedConv_fast(X, W, B=None, Z=None, *, activation="", activation_params=None, auto_pad="NOTSET",
                    dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     """FusedConv with the fastest registered Conv, then the Add and the activation in place; a
-    float 2-D conv with no activation, Relu or Clip does the Add and the activation inside the
-    conv's own last pass over its output (:func:`minirt.kernels.conv.fused_conv`)."""
+    float 2-D conv with no activation, Relu, Clip, HardSigmoid or HardSwish does the Add and the
+    activation inside the conv's own last pass over its output (:func:`minirt.kernels.conv.fused_conv`)."""
     conv_attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
                       pads=pads, strides=strides)
     conv = _fastest("Conv")
