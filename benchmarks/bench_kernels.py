@@ -109,6 +109,14 @@ def ort_session(op_type, opset, inputs, attrs, n_out):
     return lambda: sess.run(None, feeds)
 
 
+def warm_up(fn, seconds=0.005) -> None:
+    """Untimed calls of ``fn`` for at least ``seconds``, one at least (bench_models.py: WARM_S)."""
+    start = time.perf_counter()
+    fn()
+    while time.perf_counter() - start < seconds:
+        fn()
+
+
 def median_times(fns, repeats):
     """Run the functions interleaved, ``repeats`` rounds; the median seconds of each."""
     times = [[] for _ in fns]
@@ -117,6 +125,7 @@ def median_times(fns, repeats):
     for _ in range(repeats):
         time.sleep(ORT_SPIN_S)  # the last round's onnxruntime worker must have stopped spinning
         for t, f in zip(times, fns):
+            warm_up(f)  # each timed in its steady state, as bench_models.py does
             start = time.perf_counter()
             f()
             t.append(time.perf_counter() - start)

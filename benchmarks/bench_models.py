@@ -11,14 +11,19 @@ by ConstantOfShape, input shapes from the model) and the small real models of th
 How it measures:
 
 - the three runtimes run the same random input (seeded), **interleaved** round by round so a
-  busy machine slows them alike: each round waits ``ORT_SPIN_S``, runs minirt twice and times
-  the second run, then onnxruntime twice and times the second. After a run each runtime's
-  threads spin for a while — onnxruntime's intra-op worker ~40 ms by design, OpenBLAS's ~0.1 ms
-  — and must not take the cores of the other's timed run: timed right after an onnxruntime run,
-  minirt's ResNet-50 measured 98 ms instead of 77, and any model that minirt runs in under
-  ~40 ms ran entirely beside ORT's spinning worker until the wait was added (stop 8). Each
-  runtime keeps its own spinning between its two back-to-back runs. The table shows medians and
-  the ratios of medians;
+  busy machine slows them alike. Each round waits ``ORT_SPIN_S``, then treats both runtimes
+  alike: untimed runs of minirt for at least ``WARM_S`` (one at least), one timed run, then the
+  same for onnxruntime — each is timed in its steady state, back to back with itself. Why the
+  wait: after a run each runtime's threads spin for a while — onnxruntime's intra-op worker
+  ~40 ms by design, OpenBLAS's ~0.1 ms — and must not take the cores of the other's timed run:
+  timed right after an onnxruntime run, minirt's ResNet-50 measured 98 ms instead of 77, and any
+  model that minirt runs in under ~40 ms ran entirely beside ORT's spinning worker until the
+  wait was added (stop 8). Why the warm runs: right after the wait both runtimes are slower for
+  a few ms (caches, the vCPU waking up: squeezenet 10.4 -> 13.3 ms for minirt's second run after
+  60 ms idle), and a single untimed run of a 50 µs model does not cover that; timing one runtime
+  after the idle and the other right after it (stop 8's first scheme) favoured onnxruntime by
+  up to 1.3x on the small models, timing both after the idle favoured minirt as much. The table
+  shows medians and the ratios of medians;
 - onnxruntime gets the same thread count (``intra_op_num_threads = --threads``, inter-op 1,
   all graph optimizations on, its default); minirt runs with its default passes (level 2) and
   ``threads=--threads``;
@@ -74,6 +79,7 @@ def model_path(name: str) -> Path:
 
 SEQ = 16  # the length fed to a symbolic sequence axis (batch axes get 1)
 ORT_SPIN_S = 0.06  # seconds onnxruntime's worker threads spin after a run (~0.04), and a margin
+WARM_S = 0.005  # seconds of untimed runs (one at least) before each timed run: the steady state
 
 
 def make_feeds(sess, seed: int = 0) -> dict:
@@ -107,6 +113,14 @@ def ort_session(path: Path, threads: int):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def warm_up(fn) -> None:
+    """Untimed runs of ``fn`` for at least WARM_S seconds, one at least."""
+    start = time.perf_counter()
+    fn()
+    while time.perf_counter() - start < WARM_S:
+        fn()
 
 
 def timed(fn) -> float:
@@ -144,15 +158,15 @@ def bench_model(name: str, repeats: int, threads: int, reference_repeats: int, p
                   for g, w in zip(got, want) if np.asarray(g).dtype.kind == "f")  if got else 0.0
     t_minirt, t_ort = [], []
     for _ in range(repeats):
-        # each timed run follows an untimed run of the same runtime, and the other runtime's
-        # spinning threads must not be on the cores a run is timed on: after a run onnxruntime's
-        # intra-op worker spins ~40 ms (measured: 40 ms of CPU burnt during a sleep right after a
-        # squeezenet run; its pool spins 2**20 pauses before it blocks), so minirt's runs wait
-        # ORT_SPIN_S first; minirt leaves < 1 ms of spinning (OpenBLAS: 2**18 cycles)
+        # the other runtime's spinning threads must not be on the cores a run is timed on: after
+        # a run onnxruntime's intra-op worker spins ~40 ms (measured: 40 ms of CPU burnt during a
+        # sleep right after a squeezenet run; its pool spins 2**20 pauses before it blocks), so
+        # each round waits ORT_SPIN_S first; minirt leaves < 1 ms of spinning (OpenBLAS: 2**18
+        # cycles), which onnxruntime's own warm runs cover. Both are timed in their steady state.
         time.sleep(ORT_SPIN_S)
-        run_minirt()
+        warm_up(run_minirt)
         t_minirt.append(timed(run_minirt))
-        run_ort()
+        warm_up(run_ort)
         t_ort.append(timed(run_ort))
         if progress is not None:
             progress.update()

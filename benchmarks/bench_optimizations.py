@@ -199,6 +199,14 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def warm_up(fn, seconds=0.005) -> None:
+    """Untimed calls of ``fn`` for at least ``seconds``, one at least (bench_models.py: WARM_S)."""
+    start = time.perf_counter()
+    fn()
+    while time.perf_counter() - start < seconds:
+        fn()
+
+
 def interleaved(a, b, runs: int) -> tuple[float, float]:
     """Median seconds of a() and b(), run alternately after a warm-up."""
     for _ in range(3):
@@ -206,7 +214,9 @@ def interleaved(a, b, runs: int) -> tuple[float, float]:
     ta, tb = [], []
     for _ in range(runs):
         time.sleep(ORT_SPIN_S)  # b's (onnxruntime's) worker must have stopped spinning: see ORT_SPIN_S
+        warm_up(a)  # each timed in its steady state, as bench_models.py does
         ta.append(timed(a))
+        warm_up(b)
         tb.append(timed(b))
     return float(np.median(ta)), float(np.median(tb))
 
