@@ -20,10 +20,10 @@ How it measures:
   model that minirt runs in under ~40 ms ran entirely beside ORT's spinning worker until the
   wait was added (stop 8). Why the warm runs: right after the wait both runtimes are slower for
   a few ms (caches, the vCPU waking up: squeezenet 10.4 -> 13.3 ms for minirt's second run after
-  60 ms idle), and a single untimed run of a 50 µs model does not cover that; timing one runtime
-  after the idle and the other right after it (stop 8's first scheme) favoured onnxruntime by
-  up to 1.3x on the small models, timing both after the idle favoured minirt as much. The table
-  shows medians and the ratios of medians;
+  60 ms idle), not by the same amount, and a single untimed run of a 50 µs model does not cover
+  that: timing one runtime after the idle and the other right after it (stop 8's first scheme)
+  moved small-model ratios by up to 1.4x, both ways (gpt2_tiny 1.43 then, 2.06 in steady state;
+  sklearn_mlp 3.24 then, 2.75). The table shows medians and the ratios of medians;
 - onnxruntime gets the same thread count (``intra_op_num_threads = --threads``, inter-op 1,
   all graph optimizations on, its default); minirt runs with its default passes (level 2) and
   ``threads=--threads``;
