@@ -161,6 +161,19 @@ def _prepared(w, tag, params, make):
 # ---------------------------------------------------------------------------- the fused loops
 
 
+def _requant_value(a, b, m, zp, lo, hi):
+    """saturate(rint(float32(int32(a) + b) * m) + zp): one value of the requantization. The int32
+    add wraps (int32 arithmetic), the product and rint are float32, the zero point is added in
+    float64 (NumPy: float32 array + int32 array), then the clip to [lo, hi]."""
+    v = np.int32(np.int64(np.int32(a)) + np.int64(b))  # int32 add, wrapping
+    r = np.float64(np.rint(np.float32(v) * m)) + zp
+    if r < lo:
+        return lo
+    if r > hi:
+        return hi
+    return r
+
+
 def _requant_loops(acc, bias, mult, zp, lo, hi, out):
     """out[p, c, q] = saturate(rint(float32(acc[p, c, q] + bias[c]) * mult[c]) + zp).
 
@@ -173,16 +186,9 @@ def _requant_loops(acc, bias, mult, zp, lo, hi, out):
     for p in range(P):
         for c in range(C):
             m = mult[c] if per_channel else mult[0]
+            b = bias[c] if has_bias else 0
             for q in range(Q):
-                a = np.int32(acc[p, c, q])
-                if has_bias:
-                    a = np.int32(np.int64(a) + np.int64(bias[c]))  # int32 add, wrapping
-                r = np.float64(np.rint(np.float32(a) * m)) + zp
-                if r < lo:
-                    r = lo
-                elif r > hi:
-                    r = hi
-                out[p, c, q] = r
+                out[p, c, q] = _requant_value(acc[p, c, q], b, m, zp, lo, hi)
 
 
 def _scale_loops(acc, mult, bias, out):
@@ -387,13 +393,7 @@ def _requant_rows(acc, bias, mult, zp, lo, hi, out):
         src = acc[p]
         dst = out[p]
         for n in range(N):
-            a = np.int32(np.int64(np.int32(src[n])) + np.int64(bias[n]))  # int32 add, wrapping
-            r = np.float64(np.rint(np.float32(a) * mult[n])) + zp
-            if r < lo:
-                r = lo
-            elif r > hi:
-                r = hi
-            dst[n] = r
+            dst[n] = _requant_value(src[n], bias[n], mult[n], zp, lo, hi)
 
 
 def _rows_acc(arow, z, b, acc):
@@ -447,13 +447,7 @@ def _small_requant(a, zp, b, bias, mult, yzp, lo, hi, out):
         _rows_acc(a[p], z, b, acc)
         dst = out[p]
         for n in range(N):
-            v = np.int32(np.int64(np.int32(acc[n])) + np.int64(bias[n]))  # int32 add, wrapping
-            r = np.float64(np.rint(np.float32(v) * mult[n])) + yzp
-            if r < lo:
-                r = lo
-            elif r > hi:
-                r = hi
-            dst[n] = r
+            dst[n] = _requant_value(acc[n], bias[n], mult[n], yzp, lo, hi)
 
 
 def _quantize_widen(x, scale, zp, lo, hi, out):
@@ -538,6 +532,7 @@ def _scale_channels(acc, a_scale, b_scale, bias, relu, out):
 
 
 _quantize_value = numba.njit(cache=True, inline="always")(_quantize_value)
+_requant_value = numba.njit(cache=True, inline="always")(_requant_value)
 relu_inplace = numba.njit(cache=True, inline="always")(_relu_inplace)
 requant_loops = numba.njit(cache=True)(_requant_loops)
 scale_channels = numba.njit(cache=True)(_scale_channels)
