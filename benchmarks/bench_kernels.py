@@ -11,17 +11,9 @@ the best run is the one that was not preempted). onnxruntime runs with 2 intra-o
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-# Before NumPy loads OpenBLAS: its threads must not spin for ~0.1 s after minirt's products on
-# the cores onnxruntime is being timed on (that made onnxruntime up to 2x slower here; see
-# minirt/__init__.py and benchmarks/README.md).
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
-# And the other way round: onnxruntime's intra-op worker spins ~40 ms after each of its runs, so
-# each round (kernel, reference, onnxruntime) starts this long after the last one's ORT run
-# (benchmarks/bench_models.py measured it).
-ORT_SPIN_S = 0.06
+from fair import ORT_SPIN_S, warm_up  # before NumPy: it sets OpenBLAS's spin timeout (fair.py)
 
 import numpy as np
 import onnx
@@ -109,14 +101,6 @@ def ort_session(op_type, opset, inputs, attrs, n_out):
     return lambda: sess.run(None, feeds)
 
 
-def warm_up(fn, seconds=0.005) -> None:
-    """Untimed calls of ``fn`` for at least ``seconds``, one at least (bench_models.py: WARM_S)."""
-    start = time.perf_counter()
-    fn()
-    while time.perf_counter() - start < seconds:
-        fn()
-
-
 def median_times(fns, repeats):
     """Run the functions interleaved, ``repeats`` rounds; the median seconds of each."""
     times = [[] for _ in fns]
@@ -125,7 +109,7 @@ def median_times(fns, repeats):
     for _ in range(repeats):
         time.sleep(ORT_SPIN_S)  # the last round's onnxruntime worker must have stopped spinning
         for t, f in zip(times, fns):
-            warm_up(f)  # each timed in its steady state, as bench_models.py does
+            warm_up(f)  # each timed in its steady state
             start = time.perf_counter()
             f()
             t.append(time.perf_counter() - start)

@@ -12,7 +12,7 @@ How it measures:
 
 - the three runtimes run the same random input (seeded), **interleaved** round by round so a
   busy machine slows them alike. Each round waits ``ORT_SPIN_S``, then treats both runtimes
-  alike: untimed runs of minirt for at least ``WARM_S`` (one at least), one timed run, then the
+  alike: untimed runs of minirt for at least ``fair.WARM_S`` (one at least), one timed run, then the
   same for onnxruntime — each is timed in its steady state, back to back with itself. Why the
   wait: after a run each runtime's threads spin for a while — onnxruntime's intra-op worker
   ~40 ms by design, OpenBLAS's ~0.1 ms — and must not take the cores of the other's timed run:
@@ -51,10 +51,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-# Before NumPy loads OpenBLAS: its threads must not spin for ~0.1 s after minirt's products on
-# the cores onnxruntime is being timed on (that made onnxruntime up to 2x slower here; see
-# minirt/__init__.py and benchmarks/README.md).
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
+from fair import ORT_SPIN_S, timed, warm_up  # before NumPy: it sets OpenBLAS's spin timeout (fair.py)
 
 import numpy as np
 
@@ -78,8 +75,6 @@ def model_path(name: str) -> Path:
 
 
 SEQ = 16  # the length fed to a symbolic sequence axis (batch axes get 1)
-ORT_SPIN_S = 0.06  # seconds onnxruntime's worker threads spin after a run (~0.04), and a margin
-WARM_S = 0.005  # seconds of untimed runs (one at least) before each timed run: the steady state
 
 
 def make_feeds(sess, seed: int = 0) -> dict:
@@ -113,20 +108,6 @@ def ort_session(path: Path, threads: int):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def warm_up(fn) -> None:
-    """Untimed runs of ``fn`` for at least WARM_S seconds, one at least."""
-    start = time.perf_counter()
-    fn()
-    while time.perf_counter() - start < WARM_S:
-        fn()
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def peak_memory_mb(fn) -> float:

@@ -32,17 +32,10 @@ is faster), at batch 1 and batch 64.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-# Before NumPy loads OpenBLAS: its threads must not spin for ~0.1 s after minirt's products on
-# the cores onnxruntime is being timed on (that made onnxruntime up to 2x slower here; see
-# minirt/__init__.py and benchmarks/README.md).
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
-# And the other way round: onnxruntime's intra-op worker spins ~40 ms after each of its runs, so
-# minirt's timed runs wait this long after one (benchmarks/bench_models.py measured it).
-ORT_SPIN_S = 0.06
+from fair import ORT_SPIN_S, timed, warm_up  # before NumPy: it sets OpenBLAS's spin timeout (fair.py)
 
 import numpy as np
 import onnx
@@ -193,20 +186,6 @@ def variants(path: Path, cal, feeds=None, task: str = ""):
     return out
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def warm_up(fn, seconds=0.005) -> None:
-    """Untimed calls of ``fn`` for at least ``seconds``, one at least (bench_models.py: WARM_S)."""
-    start = time.perf_counter()
-    fn()
-    while time.perf_counter() - start < seconds:
-        fn()
-
-
 def interleaved(a, b, runs: int) -> tuple[float, float]:
     """Median seconds of a() and b(), run alternately after a warm-up."""
     for _ in range(3):
@@ -214,7 +193,7 @@ def interleaved(a, b, runs: int) -> tuple[float, float]:
     ta, tb = [], []
     for _ in range(runs):
         time.sleep(ORT_SPIN_S)  # b's (onnxruntime's) worker must have stopped spinning: see ORT_SPIN_S
-        warm_up(a)  # each timed in its steady state, as bench_models.py does
+        warm_up(a)  # each timed in its steady state
         ta.append(timed(a))
         warm_up(b)
         tb.append(timed(b))
