@@ -47,6 +47,9 @@ class OpDef:
     fn: Callable
     attributes: frozenset[str] = field(default_factory=frozenset)  # keyword-only names
     takes_any_attribute: bool = False  # fn(**attrs)
+    # a kernel's plan-time step: prepare(**attrs) -> a callable of the inputs alone that computes
+    # fn(*inputs, **attrs), with what the attributes decide worked out once per node
+    prepare: Callable | None = None
 
 
 # (domain, op_type) -> list of OpDef, sorted by since (ascending)
@@ -79,14 +82,21 @@ def op(op_type: str, since: int = 1, domain: str = ""):
     return register
 
 
-def kernel(op_type: str, since: int = 1, domain: str = ""):
+def kernel(op_type: str, since: int = 1, domain: str = "", prepare: Callable | None = None):
     """Register ``fn`` as a fast version of the reference op registered with the same ``since``.
 
     Its signature must accept the same inputs and attributes as the reference op.
+
+    ``prepare``, optional, is the kernel's plan-time step: ``prepare(**attrs)`` returns a callable
+    of the inputs alone, computing what ``fn(*inputs, **attrs)`` computes. The plan calls it once
+    per node, so that the work the attributes (and, inside it, the first run's shapes and
+    weights) decide is not redone on every run — for small convs it costs as much as the
+    arithmetic. ``fn`` stays the kernel for every other caller (tests, constant folding).
     """
 
     def register(fn: Callable) -> Callable:
         d = _opdef(fn, op_type, since, domain)
+        d.prepare = prepare
         _KERNELS[(d.domain, op_type, since)] = d
         return fn
 

@@ -201,3 +201,61 @@ def test_fused_epilogue_is_the_unfused_sequence(monkeypatch, path, activation, w
     assert np.isnan(got).any()  # the NaN came through the epilogue
     ref = fused_ops.FusedConv(x, w, b, z, activation=activation, activation_params=params, **attrs)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- the prepared node
+
+
+def _fused(activation="Relu", params=None, **attrs):
+    """The callable a plan runs for one FusedConv node (its kernel's plan-time step)."""
+    from minirt.passes import fused_ops
+
+    return fused_ops.prepare_fused_conv(activation=activation, activation_params=params, **attrs)
+
+
+@pytest.mark.parametrize("path", sorted(_PATHS))
+def test_prepared_node_follows_shapes_and_weights(path):
+    """A prepared node keeps a runner per input shape with the arrays it was built for: other
+    shapes, other weight arrays, or the same writeable weights changed in place between runs
+    must all give what the unprepared kernel gives (it holds views, never copies)."""
+    from minirt.passes import fused_ops
+
+    C, M, G, k, s, hw = _PATHS[path]
+    rng = np.random.default_rng(7)
+    attrs = dict(pads=[1, 1, 1, 1] if k == 3 else [0] * 4, strides=[s, s], group=G, kernel_shape=[k, k])
+    node = _fused(**attrs)
+    w, b = _rand(rng, (M, C // G, k, k)), _rand(rng, (M,))
+
+    def check(x, w, b, z=None):
+        want = fused_ops.FusedConv_fast(x, w, b, z, activation="Relu", **attrs)
+        np.testing.assert_array_equal(node(x, w, b, z), want)
+
+    x1, x3 = _rand(rng, (1, C, hw, hw)), _rand(rng, (3, C, hw + 1, hw + 1))
+    for _ in range(2):  # built, then reused
+        check(x1, w, b)
+        check(x3, w, b)
+    w[0] += 1.0  # the same (writeable) arrays, changed in place
+    b[:] = -b
+    check(x1, w, b)
+    check(x1, w.copy(), None)  # other arrays: a runner of their own
+    y = node(x1, w, b)
+    check(x1, w, b, _rand(rng, y.shape))  # a residual Z
+    check(x1, w, b, _rand(rng, (1, M, 1, 1)))  # a Z that broadcasts: the separate Add
+    check(x1, np.asfortranarray(w), b)  # non-contiguous weights: not kept, still right
+
+
+def test_prepared_node_keeps_a_few_shapes_and_falls_back():
+    node = kconv.PreparedConv(pads=[1, 1, 1, 1])
+    rng = np.random.default_rng(3)
+    w = _rand(rng, (2, 3, 3, 3))
+    for hw in range(3, 3 + kconv.PreparedConv.MAX_SHAPES + 2):
+        x = _rand(rng, (1, 3, hw, hw))
+        _close(node(x, w), rconv.Conv(x, w, pads=[1, 1, 1, 1]))
+    assert 1 <= len(node.runners) <= kconv.PreparedConv.MAX_SHAPES
+    # cases the fast path does not take: None, and the plan's Conv then runs the reference
+    assert node(x.astype(np.float16), w.astype(np.float16)) is None
+    conv = kconv.prepare_conv(pads=[1, 1, 1, 1])
+    x16, w16 = x.astype(np.float16), w.astype(np.float16)
+    np.testing.assert_array_equal(conv(x16, w16), rconv.Conv(x16, w16, pads=[1, 1, 1, 1]))
+    x1d, w1d = _rand(rng, (2, 3, 9)), _rand(rng, (4, 3, 3))  # a 1-D conv: the unprepared kernel
+    _close(conv(x1d, w1d), rconv.Conv(x1d, w1d, pads=[1, 1]))

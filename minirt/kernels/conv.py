@@ -332,73 +332,108 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     HardSigmoid / HardSwish of Conv(X, W, B) + Z instead (see ``_epilogue_loops``). The bias, Z and the clip are
     added in ONE pass over the output (``_epilogue_loops``): band by band right after each band's
     product for the stride-1 runs, image by image at the end for the other paths."""
-    N, C, H, Wd = X.shape
+    run = conv2d_runner(X.shape, X.dtype, W, B, strides, pads, dilations, group, out_shape, lo, hi, hard,
+                        alpha, beta)
+    return run(X, Z)
+
+
+def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_shape, lo=None, hi=None,
+                  hard=0, alpha=0.0, beta=0.0):
+    """:func:`conv2d` in two steps: everything that depends on the input's shape and dtype, the
+    weights, the bias and the attributes is decided here, once (the path, the weights reshaped for
+    the GEMM, the bias and the epilogue's constants, the bands); the returned ``run(X, Z)`` does
+    only the per-image work. :class:`PreparedConv` keeps the runner of a node for its next runs:
+    for a small conv the decisions cost as much as the arithmetic (mobilenet_mini's 1x1 convs).
+
+    The runner holds views of W and B only (never copies), so it computes with their values at
+    run time."""
+    N, C, H, Wd = x_shape
     M, Cg, kh, kw = W.shape
     oh, ow = out_shape
     sh, sw = strides
     dh, dw = dilations
     ph, pw = pads[0], pads[1]
     G, K = group, Cg * kh * kw
-    X = np.ascontiguousarray(X)
     W = np.ascontiguousarray(W)
-    y = np.empty((N, M, oh, ow), dtype=X.dtype)
+    y_shape = (N, M, oh, ow)
     depthwise = G == C and Cg == 1 and G > 1  # its loops add the bias themselves
     # the epilogue's operands, all of X's dtype: bias [M], Z [N, M, oh, ow] or [0, 0, 0], bounds
     has_bias = B is not None and not depthwise
-    epilogue = has_bias or Z is not None or lo is not None or hi is not None or hard
-    if epilogue:
-        b = np.ascontiguousarray(B, dtype=X.dtype) if has_bias else np.zeros(M, X.dtype)
-        z_all = np.ascontiguousarray(Z, dtype=X.dtype) if Z is not None else None
-        no_z, low, high = _NO_Z_AND_BOUNDS[X.dtype]
-        if hard:  # HardSigmoid's clip to [0, 1]
-            lo, hi = X.dtype.type(0), X.dtype.type(1)
-        lo = low if lo is None else X.dtype.type(lo)  # of X's dtype: see _epilogue_loops
-        hi = high if hi is None else X.dtype.type(hi)
-        alpha, beta = X.dtype.type(alpha), X.dtype.type(beta)
+    epilogue = has_bias or lo is not None or hi is not None or bool(hard)  # (and any Z: see finish)
+    b = np.ascontiguousarray(B, dtype=dtype) if has_bias else np.zeros(M, dtype)
+    no_z, low, high = _NO_Z_AND_BOUNDS[dtype]
+    if hard:  # HardSigmoid's clip to [0, 1]
+        lo, hi = dtype.type(0), dtype.type(1)
+    lo = low if lo is None else dtype.type(lo)  # of X's dtype: see _epilogue_loops
+    hi = high if hi is None else dtype.type(hi)
+    alpha, beta = dtype.type(alpha), dtype.type(beta)
 
-    def finish(n, oy0, oy1):
+    def finish(y, z_all, n, oy0, oy1):
         """Bias, Z and the clip in one pass over output rows [oy0, oy1) of image n."""
-        if epilogue:
+        if epilogue or z_all is not None:
             whole = oy0 == 0 and oy1 == oh  # (a slice of all rows costs ~0.3 us more than none)
             epilogue_loops(y[n] if whole else y[n, :, oy0:oy1], b,
                            no_z if z_all is None else z_all[n] if whole else z_all[n, :, oy0:oy1], lo, hi,
                            hard, alpha, beta)
 
+    def z_of(Z):  # Z as the epilogue reads it
+        return None if Z is None else np.ascontiguousarray(Z, dtype=dtype)
+
     if depthwise:  # a direct loop kernel, bias included
-        bd = np.zeros(M, X.dtype) if B is None else np.ascontiguousarray(B, dtype=X.dtype)
+        bd = np.zeros(M, dtype) if B is None else np.ascontiguousarray(B, dtype=dtype)
         work = N * M * oh * ow * kh * kw  # multiply-adds
         parallel = work >= DEPTHWISE_PARALLEL_MIN and numba.get_num_threads() > 1
-        (depthwise_loops if parallel else depthwise_loops_serial)(X, W, bd, y, sh, sw, ph, pw, dh, dw)
-        for n in range(N):
-            finish(n, 0, oh)
-        return y
+        loops = depthwise_loops if parallel else depthwise_loops_serial
+
+        def run_depthwise(X, Z=None):
+            y = np.empty(y_shape, dtype=dtype)
+            loops(np.ascontiguousarray(X), W, bd, y, sh, sw, ph, pw, dh, dw)
+            z_all = z_of(Z)
+            for n in range(N):
+                finish(y, z_all, n, 0, oh)
+            return y
+
+        return run_depthwise
+
     if G == 1 and sh == sw == dh == dw == 1 and kh * kw > 1 and 2 * M <= C:  # few output channels
-        for n in range(N):
-            y[n] = shifted_gemm(X[n], W, ph, pw, out_shape)  # [C, H, W] -> [M, oh, ow]
-            finish(n, 0, oh)
-        return y
+        def run_shifted(X, Z=None):
+            X, z_all = np.ascontiguousarray(X), z_of(Z)
+            y = np.empty(y_shape, dtype=dtype)
+            for n in range(N):
+                y[n] = shifted_gemm(X[n], W, ph, pw, out_shape)  # [C, H, W] -> [M, oh, ow]
+                finish(y, z_all, n, 0, oh)
+            return y
+
+        return run_shifted
+
     w = W.reshape(G, M // G, K)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K] (a view)
     if kh == kw == 1 and sh == sw == 1 and not any(pads):  # pointwise: the image IS the columns
-        for n in range(N):  # [G, M/G, C/G] @ [G, C/G, H*W] -> [G, M/G, H*W], straight into y[n]
-            matmul(w, X[n].reshape(G, Cg, oh * ow), out=y[n].reshape(G, M // G, oh * ow))
-            finish(n, 0, oh)
-        return y
+        def run_pointwise(X, Z=None):
+            X, z_all = np.ascontiguousarray(X), z_of(Z)
+            y = np.empty(y_shape, dtype=dtype)
+            for n in range(N):  # [G, M/G, C/G] @ [G, C/G, H*W] -> [G, M/G, H*W], straight into y[n]
+                matmul(w, X[n].reshape(G, Cg, oh * ow), out=y[n].reshape(G, M // G, oh * ow))
+                finish(y, z_all, n, 0, oh)
+            return y
+
+        return run_pointwise
+
     Hp, Wp = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1  # the padded image the windows read
     runs = sh == sw == 1 and Wp - ow <= WIDE_MAX_EXTRA * ow  # stride 1: runs of the padded image
     width = Wp if runs else ow  # columns per output row (over the padded width for the runs)
 
-    def band(n, xp, row, oy0, oy1, gemm):
+    def band(y, z_all, n, xp, row, oy0, oy1, gemm):
         """Output rows [oy0, oy1) of image n (xp: its padded image, rows ``row`` apart): their
         columns, one GEMM, and the epilogue while the rows are still in cache."""
         L = (oy1 - oy0) * width
-        cols = np.empty((C * kh * kw, L), dtype=X.dtype)
+        cols = np.empty((C * kh * kw, L), dtype=dtype)
         window_columns(xp, row, kh, kw, sh, sw, dh, dw, oy0, oy1 - oy0, width, cols)  # [C*K, L]
-        out = np.empty((M, oy1 - oy0, Wp), dtype=X.dtype) if runs else y[n, :, oy0:oy1, :]  # (BLAS takes the view)
+        out = np.empty((M, oy1 - oy0, Wp), dtype=dtype) if runs else y[n, :, oy0:oy1, :]  # (BLAS takes the view)
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L]
         gemm(w, cols.reshape(G, K, L), out=out.reshape(G, M // G, L))
         if runs:  # drop the columns computed over the right padding
             np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wp] -> [M, rows, ow]
-        finish(n, oy0, oy1)
+        finish(y, z_all, n, oy0, oy1)
 
     # Big images are cut into bands of output rows whose columns fit one core's cache
     # (BAND_BYTES); each thread takes bands, copies their columns and multiplies them with
@@ -409,26 +444,35 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
     # medians: 3->64 3x3 on 224x224 9.6 -> 3.3 ms, the 3->64 7x7/2 stem 2.6 -> 2.0, 32->64 3x3 on
     # 112x112 5.5 -> 4.0, 64->64 on 224x224 42.9 -> 27.0 (the copies release the GIL, so the
     # threads copy at once; with the Numba im2col that held it, shallow convs lost).
-    rows = max(1, BAND_BYTES // ((C * kh * kw + M) * width * X.itemsize), -(-BAND_MIN_COLUMNS // width))
-    threads = blas_threads() if rows < oh else 1  # (asking BLAS costs ~0.7 us: only when it matters)
-    banded = threads > 1
-    if banded:  # as many bands as a multiple of the threads, of even heights (28 rows: 7+7+7+7, not 13+13+2)
-        bands = -(-oh // rows)
-        bands = -(-bands // threads) * threads
-        rows = -(-oh // bands)
+    rows = max(1, BAND_BYTES // ((C * kh * kw + M) * width * dtype.itemsize), -(-BAND_MIN_COLUMNS // width))
+    banded = rows < oh  # on more than one thread: the count is read at run time (threads=N caps it)
     # no padding before, and the windows end inside the image (SAME_UPPER may pad after only):
     # the windows read the image itself (a 1x1/2 conv), no padded copy
     unpadded = not runs and not any(pads) and Hp <= H and Wp <= Wd
-    for n in range(N):  # one image at a time: one padded copy alive, whatever the batch
-        if unpadded:
-            xp, row = X[n].reshape(C, H * Wd), Wd  # [C, H, W] -> [C, H*W]
-        else:
-            xp, row = padded_flat(X[n], ph, pw, Hp, Wp), Wp  # [C, H, W] -> [C, (Hp+1)*Wp]
-        if banded:
-            run_blas_pieces([lambda r=r: band(n, xp, row, r, min(oh, r + rows), np.matmul) for r in range(0, oh, rows)])
-        else:  # the whole image in one GEMM, BLAS on every core (kernels/gemm.py)
-            band(n, xp, row, 0, oh, matmul)
-    return y
+
+    def run_columns(X, Z=None):
+        X, z_all = np.ascontiguousarray(X), z_of(Z)
+        y = np.empty(y_shape, dtype=dtype)
+        threads = blas_threads() if banded else 1
+        starts, height = range(0, oh, oh), oh
+        if threads > 1:  # as many bands as a multiple of the threads, of even heights (28 rows: 7+7+7+7, not 13+13+2)
+            bands = -(-oh // rows)
+            bands = -(-bands // threads) * threads
+            height = -(-oh // bands)
+            starts = range(0, oh, height)
+        for n in range(N):  # one image at a time: one padded copy alive, whatever the batch
+            if unpadded:
+                xp, row = X[n].reshape(C, H * Wd), Wd  # [C, H, W] -> [C, H*W]
+            else:
+                xp, row = padded_flat(X[n], ph, pw, Hp, Wp), Wp  # [C, H, W] -> [C, (Hp+1)*Wp]
+            if threads > 1:
+                run_blas_pieces([lambda r=r: band(y, z_all, n, xp, row, r, min(oh, r + height), np.matmul)
+                                 for r in starts])
+            else:  # the whole image in one GEMM, BLAS on every core (kernels/gemm.py)
+                band(y, z_all, n, xp, row, 0, oh, matmul)
+        return y
+
+    return run_columns
 
 
 @functools.lru_cache(maxsize=1024)
@@ -448,7 +492,64 @@ def _tuple(v):
     return None if v is None else tuple(v)
 
 
-@kernel("Conv", since=1)
+class PreparedConv:
+    """The fast path of one Conv / FusedConv node, prepared (the plan's ``prepare`` step,
+    :func:`minirt.registry.kernel`): the attributes are read once, when the plan is made, and the
+    runner of :func:`conv2d_runner` is built on the first run with an input shape and kept, with
+    the weight and bias arrays it was built for, for the next runs — the same node sees the same
+    shapes and the same initializers run after run (checked with ``is`` on every call; other
+    arrays build a new runner). It holds views of W and B, never copies: it is kept only when
+    they are contiguous. A call the fast path does not take returns None (the caller runs the
+    general one)."""
+
+    MAX_SHAPES = 8  # runners kept per node: one per input shape
+
+    def __init__(self, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+                 strides=None, lo=None, hi=None, hard=0, alpha=0.0, beta=0.0):
+        self.attrs = (auto_pad, _tuple(strides), _tuple(dilations), _tuple(pads))
+        self.group = group
+        self.epilogue = (lo, hi, hard, alpha, beta)
+        self.runners = {}  # X.shape -> (X.dtype, W, B, Y's shape, runner); runner None: not taken
+
+    def __call__(self, X, W, B=None, Z=None):
+        entry = self.runners.get(X.shape)
+        if entry is None or entry[1] is not W or entry[2] is not B or entry[0] != X.dtype:
+            entry = self._prepare(X, W, B)
+        run = entry[4]
+        if run is None or (Z is not None and (Z.shape != entry[3] or Z.dtype != X.dtype)):
+            return None  # (a Z that broadcasts: the separate Add)
+        return run(X, Z)
+
+    def _prepare(self, X, W, B):
+        run = y_shape = None
+        if (X.ndim == 4 and W.ndim == 4 and X.dtype in _FAST_DTYPES and W.dtype == X.dtype
+                and (B is None or B.dtype == X.dtype) and X.shape[1] == W.shape[1] * self.group):
+            strides, dilations, out_shape, begin = _geometry(X.shape, W.shape, *self.attrs)
+            if min(out_shape) > 0 and X.shape[0] > 0:
+                y_shape = (X.shape[0], W.shape[0]) + out_shape
+                run = conv2d_runner(X.shape, X.dtype, W, B, strides, begin, dilations, self.group, out_shape,
+                                    *self.epilogue)
+        entry = (X.dtype, W, B, y_shape, run)
+        if W.flags.c_contiguous and (B is None or B.flags.c_contiguous):  # the runner holds views of them
+            if len(self.runners) >= self.MAX_SHAPES:
+                self.runners.clear()
+            self.runners[X.shape] = entry
+        return entry
+
+
+def prepare_conv(**attrs):
+    """Conv's plan-time step: the node's :class:`PreparedConv`, else the general :func:`Conv`."""
+    prepared = PreparedConv(**attrs)
+
+    @functools.wraps(Conv)  # named as the kernel, and inspect.unwrap(conv) is Conv
+    def conv(X, W, B=None):
+        y = prepared(X, W, B)
+        return Conv(X, W, B, **attrs) if y is None else y
+
+    return conv
+
+
+@kernel("Conv", since=1, prepare=prepare_conv)
 def Conv(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
          pads=None, strides=None):
     """Fast Conv: 1-D and 2-D float32/float64; other cases run the reference ``minirt.ops.conv.Conv``."""

@@ -33,6 +33,7 @@ Note: ``minirt.FusedMatMul`` is not ``com.microsoft.FusedMatMul`` (that one scal
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -127,7 +128,36 @@ def FusedConv(X, W, B=None, Z=None, *, activation="", activation_params=None, au
     return _fused_conv(_reference, X, W, B, Z, activation, activation_params, conv_attrs)
 
 
-@kernel("FusedConv", since=1, domain=DOMAIN)
+def prepare_fused_conv(*, activation="", activation_params=None, **conv_attrs):
+    """FusedConv's plan-time step: the activation is read once, and a float 2-D conv whose
+    activation the conv's last pass can do runs the node's :class:`~minirt.kernels.conv.PreparedConv`
+    (everything its shapes and weights decide kept from the first run); other calls run
+    :func:`FusedConv_fast`."""
+    @functools.wraps(FusedConv_fast)
+    def general(X, W, B=None, Z=None):
+        return FusedConv_fast(X, W, B, Z, activation=activation, activation_params=activation_params, **conv_attrs)
+
+    if _fastest("Conv") is not kconv.Conv:
+        return general
+    hard = _HARD.get(activation)  # HardSigmoid / HardSwish: in the same pass (MobileNetV3's convs)
+    if hard is not None:
+        alpha, beta = (1 / 6, 0.5) if activation == "HardSwish" else activation_params
+        prepared = kconv.PreparedConv(**conv_attrs, hard=hard, alpha=alpha, beta=beta)
+    else:
+        bounds = _clip_bounds(activation, activation_params)
+        if bounds is None:
+            return general
+        prepared = kconv.PreparedConv(**conv_attrs, lo=bounds[0], hi=bounds[1])
+
+    @functools.wraps(FusedConv_fast)  # named as the kernel, and inspect.unwrap(fused_conv) is FusedConv_fast
+    def fused_conv(X, W, B=None, Z=None):
+        y = prepared(X, W, B, Z)
+        return general(X, W, B, Z) if y is None else y
+
+    return fused_conv
+
+
+@kernel("FusedConv", since=1, domain=DOMAIN, prepare=prepare_fused_conv)
 def FusedConv_fast(X, W, B=None, Z=None, *, activation="", activation_params=None, auto_pad="NOTSET",
                    dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     """FusedConv with the fastest registered Conv, then the Add and the activation in place; a
