@@ -103,6 +103,7 @@ class InferenceSession:
         self._inputs = self.graph.feed_inputs()
         self._known = {v.name: v for v in self._inputs}  # name -> Value, for the input checks
         self._required = {v.name for v in self.graph.inputs if v.name not in self.graph.initializers}
+        self._accepted: list | None = None  # (name, dtype, shape) of the last feeds that passed the checks, in order
 
     # hooks
     def add_hook(self, before: Callable | None = None, after: Callable | None = None) -> Observer:
@@ -316,6 +317,21 @@ class InferenceSession:
 
     # ------------------------------------------------------------------ input checks
     def _validate(self, input_feed: Mapping[str, Any]) -> dict[str, Any]:
+        if type(input_feed) is dict:  # arrays of the very names, dtypes and shapes last accepted: 2 us less
+            seen = []
+            for name, x in input_feed.items():
+                if type(x) is not np.ndarray:
+                    break
+                seen.append((name, x.dtype, x.shape))
+            else:
+                if seen == self._accepted:
+                    return dict(input_feed)
+        feeds = self._check_inputs(input_feed)
+        self._accepted = [(n, x.dtype, x.shape) for n, x in feeds.items()
+                          if type(x) is np.ndarray and x is input_feed[n]]
+        return feeds
+
+    def _check_inputs(self, input_feed: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(input_feed, Mapping):
             raise InputError(
                 f"inputs must be a dict of name -> array, got {type(input_feed).__name__}; "

@@ -129,6 +129,37 @@ def test_input_errors_teach(affine):
         sess.run(None, [np.ones((2, 3), np.float32)])
 
 
+def test_input_checks_after_an_accepted_run(affine):
+    """Feeds of the names, dtypes and shapes of the last accepted run skip the checks; anything
+    else is checked in full, and the caller's dict is never the one the run uses."""
+    sess = minirt.InferenceSession(affine)
+    with pytest.raises(InputError, match=r"missing input\(s\) \['x'\]"):  # before any accepted run
+        sess.run(None, {})
+    x = np.ones((2, 3), np.float32)
+    feeds = {"x": x}
+    for _ in range(2):
+        np.testing.assert_allclose(sess.run(None, feeds)[0], reference_affine(x))
+    assert sess._validate(feeds) is not feeds and sess._validate(feeds)["x"] is x
+    with pytest.raises(InputError, match="float64 given"):
+        sess.run(None, {"x": np.ones((2, 3))})
+    with pytest.raises(InputError, match="dim 1 must be 3, got 4"):
+        sess.run(None, {"x": np.ones((2, 4), np.float32)})
+    with pytest.raises(InputError, match=r"unknown input\(s\) \['X'\]"):
+        sess.run(None, {"X": x})
+    with pytest.raises(InputError, match=r"missing input\(s\) \['x'\]"):
+        sess.run(None, {})
+    np.testing.assert_allclose(sess.run(None, {"x": [[1, 2, 3]]})[0], reference_affine(np.array([[1, 2, 3]], np.float32)))
+    m = make_model(  # two inputs sharing a symbolic dim: a mismatch is caught after an accepted run
+        [helper.make_node("Add", ["a", "b"], ["y"])],
+        [vi("a", shape=["batch", 2]), vi("b", shape=["batch", 2])],
+        [vi("y", shape=["batch", 2])],
+    )
+    sess = minirt.InferenceSession(m)
+    sess.run(None, {"a": np.ones((3, 2), np.float32), "b": np.ones((3, 2), np.float32)})
+    with pytest.raises(InputError, match="symbolic dim 'batch' is 3"):
+        sess.run(None, {"a": np.ones((3, 2), np.float32), "b": np.ones((4, 2), np.float32)})
+
+
 def test_fixed_batch_dim_explains_export():
     m = make_model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", shape=[1, 4])], [vi("y", shape=[1, 4])])
     with pytest.raises(InputError, match="dim 0 is fixed to 1 in this model, likely at export"):

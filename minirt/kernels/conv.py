@@ -208,13 +208,23 @@ def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw):
                 dst[ox] = row[ox]
 
 
+def _activate(v, lo, hi, hard, alpha, beta):
+    """One output's activation: min(max(v, lo), hi); ``hard`` 1: HardSigmoid, min(max(alpha*v +
+    beta, lo), hi) with lo = 0, hi = 1; ``hard`` 2: HardSwish, v times that."""
+    h = v * alpha + beta if hard else v
+    if h < lo:
+        h = lo
+    if h > hi:
+        h = hi
+    return v * h if hard == 2 else h
+
+
 def _epilogue_loops(y, bias, z, lo, hi, hard, alpha, beta):
     """y[m, r, c] = act(y[m, r, c] + bias[m] + z[m, r, c]), in place: a conv's bias, residual Add
     and activation in ONE pass over its output (NumPy would make one pass for each).
 
-    act (``hard`` = 0, none / Relu / Clip): v -> min(max(v, lo), hi); ``hard`` = 1, HardSigmoid:
-    v -> min(max(alpha*v + beta, lo), hi) with lo = 0, hi = 1; ``hard`` = 2, HardSwish: v times
-    that. y [M, R, C] (read and written), bias [M] (zeros: none), z [M, R, C] or [0, 0, 0] (none),
+    act: :func:`_activate` (none / Relu / Clip: a clip to [lo, hi]; HardSigmoid, HardSwish).
+    y [M, R, C] (read and written), bias [M] (zeros: none), z [M, R, C] or [0, 0, 0] (none),
     lo / hi / alpha / beta scalars of y's dtype. The arithmetic is the unfused ops' own, in their
     order ((y + bias) + z, then alpha*v + beta): the result is bit-identical. NaN passes the clips
     (comparisons with NaN are false), as np.maximum / np.clip keep it. Two details keep the inner
@@ -234,19 +244,70 @@ def _epilogue_loops(y, bias, z, lo, hi, hard, alpha, beta):
                 v = d[c] + bm
                 if has_z:
                     v = v + zr[c]
-                h = v * alpha + beta if hard else v
-                if h < lo:
-                    h = lo
-                if h > hi:
-                    h = hi
-                d[c] = v * h if hard == 2 else h
+                d[c] = _activate(v, lo, hi, hard, alpha, beta)
+
+
+def _crop_epilogue_loops(src, y, bias, z, lo, hi, hard, alpha, beta):
+    """y[m, r, c] = act(src[m, r, c] + bias[m] + z[m, r, c]) for c < y's width: the same pass
+    as :func:`_epilogue_loops`, reading a product computed over the padded width (the stride-1
+    runs; src [M, R, Wp], y [M, R, C], C <= Wp), so the extra columns are dropped in it instead
+    of by a copy before it. src and y never overlap: the inner loop vectorizes."""
+    M, R, C = y.shape
+    has_z = z.shape[0] > 0
+    for m in range(M):
+        bm = bias[m]
+        for r in range(R):
+            s = src[m, r]
+            d = y[m, r]
+            zr = z[m, r] if has_z else d  # (d: a placeholder, never read without Z)
+            for c in range(C):
+                v = s[c] + bm
+                if has_z:
+                    v = v + zr[c]
+                d[c] = _activate(v, lo, hi, hard, alpha, beta)
+
+
+def _pad_into(x, xp, pt, pl, Wp):
+    """x [C, H, W] into the zero-padded flat image xp [C, (Hp+1)*Wp] (zeros already; see
+    :func:`padded_flat`): row iy of channel c starts at (iy + pt)*Wp + pl. Rows and columns that
+    fall past the padded image (no window reads them) are left out."""
+    C, H, W = x.shape
+    rows = min(H, xp.shape[1] // Wp - 1 - pt)
+    cols = min(W, Wp - pl)
+    for c in range(C):
+        for iy in range(rows):
+            src = x[c, iy]
+            dst = xp[c, (iy + pt) * Wp + pl:]  # a view from the row's start: vectorized copy
+            for ix in range(cols):
+                dst[ix] = src[ix]
+
+
+def _run_columns(xp, cols, kh, kw, dh, dw, oy0, rows, Wp):
+    """The stride-1 column matrix as runs: cols[(c, ky, kx), :] = the rows*Wp values of the flat
+    padded image xp [C, (Hp+1)*Wp] from (oy0 + ky*dh)*Wp + kx*dw on — output rows oy0 ..
+    oy0+rows-1 computed over the padded width Wp (see :func:`window_columns`, which does the
+    same in NumPy: this loop is 1.1-3.5x faster, most on small images, where NumPy's strided
+    copy pays per row of the view)."""
+    C = xp.shape[0]
+    L = rows * Wp
+    for c in range(C):
+        for ky in range(kh):
+            for kx in range(kw):
+                src = xp[c, (oy0 + ky * dh) * Wp + kx * dw:]  # a view from the run's start
+                dst = cols[(c * kh + ky) * kw + kx]
+                for j in range(L):
+                    dst[j] = src[j]
 
 
 # wrapped once: plain Python again under NUMBA_DISABLE_JIT=1
 _valid_range = numba.njit(cache=True, inline="always")(_valid_range)
 conv_loops = numba.njit(parallel=True, cache=True)(_conv_loops)
 im2col = numba.njit(cache=True)(_im2col)  # serial: see the docstring
+_activate = numba.njit(cache=True, inline="always")(_activate)
 epilogue_loops = numba.njit(cache=True, nogil=True)(_epilogue_loops)  # nogil: the bands' threads run it at once
+crop_epilogue_loops = numba.njit(cache=True, nogil=True)(_crop_epilogue_loops)
+pad_into = numba.njit(cache=True, nogil=True)(_pad_into)
+run_columns = numba.njit(cache=True, nogil=True)(_run_columns)
 depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
 # small convs: no thread-pool wake-up (~50 us); its own name, so its own Numba cache entry (_jit.py)
 depthwise_loops_serial = numba.njit(cache=True)(renamed(_depthwise_loops, "serial"))
@@ -260,11 +321,9 @@ def padded_flat(x, pt, pl, Hp, Wp):
     """x [C, H, W] -> [C, (Hp+1)*Wp]: each channel zero-padded to Hp x Wp (pt rows and pl columns
     before it; rows and columns past Hp x Wp, which no window reads, left out) plus one spare row
     of zeros, then flattened row by row."""
-    C, H, W = x.shape
-    h, w = min(H, Hp - pt), min(W, Wp - pl)
-    xp = np.zeros((C, Hp + 1, Wp), dtype=x.dtype)
-    xp[:, pt:pt + h, pl:pl + w] = x[:, :h, :w]  # [C, h, w] -> the middle of [C, Hp+1, Wp]
-    return xp.reshape(C, (Hp + 1) * Wp)
+    xp = np.zeros((x.shape[0], (Hp + 1) * Wp), dtype=x.dtype)
+    pad_into(x, xp, pt, pl, Wp)  # [C, H, W] -> the middle of [C, (Hp+1)*Wp]
+    return xp
 
 
 def window_columns(xp, Wp, kh, kw, sh, sw, dh, dw, oy0, rows, width, cols):
@@ -427,13 +486,20 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         columns, one GEMM, and the epilogue while the rows are still in cache."""
         L = (oy1 - oy0) * width
         cols = np.empty((C * kh * kw, L), dtype=dtype)
-        window_columns(xp, row, kh, kw, sh, sw, dh, dw, oy0, oy1 - oy0, width, cols)  # [C*K, L]
+        if runs:
+            run_columns(xp, cols, kh, kw, dh, dw, oy0, oy1 - oy0, Wp)  # [C*K, rows*Wp]
+        else:
+            window_columns(xp, row, kh, kw, sh, sw, dh, dw, oy0, oy1 - oy0, width, cols)  # [C*K, L]
         out = np.empty((M, oy1 - oy0, Wp), dtype=dtype) if runs else y[n, :, oy0:oy1, :]  # (BLAS takes the view)
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L]
         gemm(w, cols.reshape(G, K, L), out=out.reshape(G, M // G, L))
-        if runs:  # drop the columns computed over the right padding
+        if not runs:
+            finish(y, z_all, n, oy0, oy1)
+        elif epilogue or z_all is not None:  # drop the columns computed over the right padding, in the epilogue's pass
+            crop_epilogue_loops(out, y[n, :, oy0:oy1], b, no_z if z_all is None else z_all[n, :, oy0:oy1],
+                                lo, hi, hard, alpha, beta)  # [M, rows, Wp] -> [M, rows, ow]
+        else:
             np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wp] -> [M, rows, ow]
-        finish(y, z_all, n, oy0, oy1)
 
     # Big images are cut into bands of output rows whose columns fit one core's cache
     # (BAND_BYTES); each thread takes bands, copies their columns and multiplies them with
@@ -450,7 +516,7 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
     # the windows read the image itself (a 1x1/2 conv), no padded copy
     unpadded = not runs and not any(pads) and Hp <= H and Wp <= Wd
 
-    def run_columns(X, Z=None):
+    def run_gemm(X, Z=None):
         X, z_all = np.ascontiguousarray(X), z_of(Z)
         y = np.empty(y_shape, dtype=dtype)
         threads = blas_threads() if banded else 1
@@ -472,7 +538,7 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
                 band(y, z_all, n, xp, row, 0, oh, matmul)
         return y
 
-    return run_columns
+    return run_gemm
 
 
 @functools.lru_cache(maxsize=1024)

@@ -41,7 +41,7 @@ import numpy as np
 from minirt import registry
 from minirt.kernels import conv as kconv
 from minirt.kernels import norm as knorm
-from minirt.kernels.pool import max_pool_values
+from minirt.kernels.pool import max_pool_values, prepare_pool
 from minirt.ops.activation import Elu, Gelu, HardSigmoid, HardSwish, LeakyRelu, Relu, Sigmoid, Tanh
 from minirt.ops.conv import Conv
 from minirt.ops.elementwise import Add, Clip
@@ -280,7 +280,7 @@ def MaxPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=N
                         kernel_shape=kernel_shape, pads=pads, storage_order=storage_order, strides=strides)[0]
 
 
-@kernel("MaxPool", since=1, domain=DOMAIN)
+@kernel("MaxPool", since=1, domain=DOMAIN, prepare=lambda **attrs: prepare_pool(max_pool_values, **attrs))
 def MaxPool_fast(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
                  storage_order=0, strides=None):
     """Y of MaxPool, tap by tap (:func:`minirt.kernels.pool.max_pool_values`)."""
