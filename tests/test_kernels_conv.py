@@ -131,6 +131,34 @@ def test_window_columns_match_im2col_loops(jit):
     np.testing.assert_array_equal(band, want.reshape(-1, oh, ow)[:, 2:].reshape(3 * kh * kw, -1))
 
 
+@SETTINGS
+@given(C=st.integers(1, 4), H=st.integers(1, 9), W=st.integers(1, 9), kh=st.integers(1, 3), kw=st.integers(1, 3),
+       dh=st.integers(1, 2), dw=st.integers(1, 2), pads=st.lists(st.integers(0, 2), min_size=4, max_size=4),
+       jit=st.booleans(), band=st.integers(0, 3))
+def test_run_columns_match_the_strided_view(C, H, W, kh, kw, dh, dw, pads, jit, band):
+    """The Numba pad + run copy of the stride-1 path write what NumPy's padded copy and strided
+    view write (dilations, asymmetric pads, a band of rows further down), as Numba builds and as
+    plain Python."""
+    pt, pl, pb, pr = pads
+    oh, ow = H + pt + pb - (kh - 1) * dh, W + pl + pr - (kw - 1) * dw
+    if oh <= band or ow <= 0:
+        return
+    Hp, Wp = oh + (kh - 1) * dh, ow + (kw - 1) * dw
+    x = _rand(np.random.default_rng(C * H * W), (C, H, W))
+    pad_into, run_columns = (kconv.pad_into, kconv.run_columns) if jit else (kconv._pad_into, kconv._run_columns)
+    xp = np.zeros((C, (Hp + 1) * Wp), np.float32)
+    pad_into(x, xp, pt, pl, Wp)
+    want_xp = np.zeros((C, Hp + 1, Wp), np.float32)
+    h, w = min(H, Hp - pt), min(W, Wp - pl)
+    want_xp[:, pt:pt + h, pl:pl + w] = x[:, :h, :w]
+    np.testing.assert_array_equal(xp, want_xp.reshape(C, -1))
+    rows = oh - band
+    want = kconv.window_columns(xp, Wp, kh, kw, 1, 1, dh, dw, band, rows, Wp, np.empty((C * kh * kw, rows * Wp), np.float32))
+    got = np.empty_like(want)
+    run_columns(xp, got, kh, kw, dh, dw, band, rows, Wp)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("H, W, k, s", [(4, 4, 3, 2), (8, 7, 2, 2), (7, 8, 2, 2), (9, 9, 2, 2), (6, 5, 1, 2)])
 def test_padding_after_only_reads_a_padded_copy(H, W, k, s):
     """SAME_UPPER pads at the end only (no padding before): the windows then reach past the image,
