@@ -41,9 +41,9 @@ def test_depthwise_loops_match_reference(case, build):
     x, w, b = _rand(rng, (N, C, *HW)), _rand(rng, (C * mult, 1, *k)), _rand(rng, (C * mult,))
     want = rconv.Conv(x, w, b, **attrs)
     got = np.empty_like(want)
-    loops = kconv.depthwise_loops if build == "parallel" else kconv.depthwise_loops_serial
+    loops, chunks = (kconv.depthwise_loops, 2) if build == "parallel" else (kconv.depthwise_loops_serial, 1)
     (sh, sw), (dh, dw), p = attrs["strides"], attrs["dilations"], attrs["pads"]
-    loops(x, w, b, got, sh, sw, p[0], p[1], dh, dw)
+    loops(x, w, b, got, sh, sw, p[0], p[1], dh, dw, chunks)
     _close(got, want)
     if C > 1 and mult == 1:  # the op picks the depthwise path itself
         _close(kconv.Conv(x, w, b, **attrs), want)

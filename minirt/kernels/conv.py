@@ -128,7 +128,7 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
                 dst[j] = 0
 
 
-def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw):
+def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw, chunks):
     """Depthwise conv (group == C): output channel m reads only input channel c = m // (M/C).
 
     y[n, m, oy, ox] = b[m] + sum_{ky, kx} w[m, 0, ky, kx] * xpad[n, c, oy*sh + ky*dh, ox*sw + kx*dw]
@@ -144,68 +144,83 @@ def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw):
     columns past ow are dropped at the end; at stride 1 there is one sub-plane, the plane).
     Loops index views that start at the shift (``src[i]``, never ``part[i + shift]``): Numba then
     knows the index is >= 0, and LLVM vectorizes the loop (5-8x faster).
+
+    The planes are split into ``chunks`` runs of consecutive planes, one a thread (1: serial); each
+    chunk allocates its two buffers once, not once a plane (a small plane's work is a few hundred
+    multiply-adds, and allocating cost more: [1, 24, 16, 16] 3x3/2 ~15 -> ~6 us).
     """
     N, C, H, W = x.shape
     M, _, kh, kw = w.shape
     _, _, oh, ow = y.shape
-    mult = M // C
     Hp = max(ph + H, (oh - 1) * sh + (kh - 1) * dh + 1)  # the padded rows the windows reach
     Wp = max(pw + W, (ow - 1) * sw + (kw - 1) * dw + 1)  # ... and columns
     Hq, Wq = (Hp + sh - 1) // sh, (Wp + sw - 1) // sw  # rows and columns of each sub-plane
     L = oh * Wq  # the outputs over the sub-planes' width
-    for nm in numba.prange(N * M):  # one (batch item, output channel) plane per task
-        n = nm // M
-        m = nm % M
+    planes = N * M
+    per_chunk = (planes + chunks - 1) // chunks
+    for chunk in numba.prange(chunks):
         # the sub-planes, one after the other, each flattened row by row with one spare row
         # (the last runs read past its end): sub-plane (qy, qx) starts at ((qy*sw + qx)*(Hq+1))*Wq
-        part = np.zeros(sh * sw * (Hq + 1) * Wq, x.dtype)
+        part = np.zeros(sh * sw * (Hq + 1) * Wq, x.dtype)  # (the padding stays 0: only image pixels are written)
         acc = np.empty(L, x.dtype)
-        bm = b[m]
-        for i in range(L):
-            acc[i] = bm
-        if sh == 1 and sw == 1:  # one sub-plane: the padded plane itself
-            for iy in range(H):
-                src = x[n, m // mult, iy]  # [W]
-                dst = part[(iy + ph) * Wq + pw:]
-                for ix in range(W):
-                    dst[ix] = src[ix]
-            for ky in range(kh):
-                row = part[ky * dh * Wq:]  # the plane shifted to kernel row ky
-                if kw == 3:  # the row's three taps in one pass: 1/3 of acc's loads and stores
-                    s0, s1, s2 = row, row[dw:], row[2 * dw:]
-                    w0, w1, w2 = w[m, 0, ky, 0], w[m, 0, ky, 1], w[m, 0, ky, 2]
-                    for i in range(L):
-                        acc[i] += w0 * s0[i] + w1 * s1[i] + w2 * s2[i]
-                else:
-                    for kx in range(kw):
-                        wv = w[m, 0, ky, kx]
-                        src = row[kx * dw:]  # ... and to tap (ky, kx)
-                        for i in range(L):
-                            acc[i] += wv * src[i]
-        else:
-            for iy in range(H):
-                src = x[n, m // mult, iy]  # [W]
-                r = iy + ph  # the padded row
-                for qx in range(sw):  # the input columns of phase qx: ix = ix0, ix0 + sw, ...
-                    ix0 = (qx - pw) % sw
-                    start = (((r % sh) * sw + qx) * (Hq + 1) + r // sh) * Wq + (ix0 + pw) // sw
-                    dst = part[start:]
-                    for t in range((W - ix0 + sw - 1) // sw):
-                        dst[t] = src[ix0 + t * sw]
-            for ky in range(kh):
-                ry = ky * dh
+        for nm in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):  # one (batch item, output channel) plane
+            _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, nm // M, nm % M, part, acc, Hq, Wq)
+
+
+def _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, n, m, part, acc, Hq, Wq):
+    """Plane (n, m) of :func:`_depthwise_loops` in the buffers it is given: ``part``, the padded
+    sub-planes (Hq+1 rows of Wq each; zeros outside the image), and ``acc`` [oh*Wq]."""
+    C, H, W = x.shape[1:]
+    M, _, kh, kw = w.shape
+    oh, ow = y.shape[2:]
+    mult = M // C
+    L = oh * Wq
+    bm = b[m]
+    for i in range(L):
+        acc[i] = bm
+    if sh == 1 and sw == 1:  # one sub-plane: the padded plane itself
+        for iy in range(H):
+            src = x[n, m // mult, iy]  # [W]
+            dst = part[(iy + ph) * Wq + pw:]
+            for ix in range(W):
+                dst[ix] = src[ix]
+        for ky in range(kh):
+            row = part[ky * dh * Wq:]  # the plane shifted to kernel row ky
+            if kw == 3:  # the row's three taps in one pass: 1/3 of acc's loads and stores
+                s0, s1, s2 = row, row[dw:], row[2 * dw:]
+                w0, w1, w2 = w[m, 0, ky, 0], w[m, 0, ky, 1], w[m, 0, ky, 2]
+                for i in range(L):
+                    acc[i] += w0 * s0[i] + w1 * s1[i] + w2 * s2[i]
+            else:
                 for kx in range(kw):
-                    rx = kx * dw
                     wv = w[m, 0, ky, kx]
-                    # the sub-plane of this tap's phases, shifted to the tap
-                    src = part[(((ry % sh) * sw + rx % sw) * (Hq + 1) + ry // sh) * Wq + rx // sw:]
+                    src = row[kx * dw:]  # ... and to tap (ky, kx)
                     for i in range(L):
                         acc[i] += wv * src[i]
-        for oy in range(oh):
-            row = acc[oy * Wq:]
-            dst = y[n, m, oy]
-            for ox in range(ow):  # drop the columns computed past ow
-                dst[ox] = row[ox]
+    else:
+        for iy in range(H):
+            src = x[n, m // mult, iy]  # [W]
+            r = iy + ph  # the padded row
+            for qx in range(sw):  # the input columns of phase qx: ix = ix0, ix0 + sw, ...
+                ix0 = (qx - pw) % sw
+                start = (((r % sh) * sw + qx) * (Hq + 1) + r // sh) * Wq + (ix0 + pw) // sw
+                dst = part[start:]
+                for t in range((W - ix0 + sw - 1) // sw):
+                    dst[t] = src[ix0 + t * sw]
+        for ky in range(kh):
+            ry = ky * dh
+            for kx in range(kw):
+                rx = kx * dw
+                wv = w[m, 0, ky, kx]
+                # the sub-plane of this tap's phases, shifted to the tap
+                src = part[(((ry % sh) * sw + rx % sw) * (Hq + 1) + ry // sh) * Wq + rx // sw:]
+                for i in range(L):
+                    acc[i] += wv * src[i]
+    for oy in range(oh):
+        row = acc[oy * Wq:]
+        dst = y[n, m, oy]
+        for ox in range(ow):  # drop the columns computed past ow
+            dst[ox] = row[ox]
 
 
 def _activate(v, lo, hi, hard, alpha, beta):
@@ -308,6 +323,7 @@ epilogue_loops = numba.njit(cache=True, nogil=True)(_epilogue_loops)  # nogil: t
 crop_epilogue_loops = numba.njit(cache=True, nogil=True)(_crop_epilogue_loops)
 pad_into = numba.njit(cache=True, nogil=True)(_pad_into)
 run_columns = numba.njit(cache=True, nogil=True)(_run_columns)
+_depthwise_plane = numba.njit(cache=True, inline="always")(_depthwise_plane)
 depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
 # small convs: no thread-pool wake-up (~50 us); its own name, so its own Numba cache entry (_jit.py)
 depthwise_loops_serial = numba.njit(cache=True)(renamed(_depthwise_loops, "serial"))
@@ -442,11 +458,11 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         bd = np.zeros(M, dtype) if B is None else np.ascontiguousarray(B, dtype=dtype)
         work = N * M * oh * ow * kh * kw  # multiply-adds
         parallel = work >= DEPTHWISE_PARALLEL_MIN and numba.get_num_threads() > 1
-        loops = depthwise_loops if parallel else depthwise_loops_serial
+        loops, chunks = (depthwise_loops, min(N * M, numba.get_num_threads())) if parallel else (depthwise_loops_serial, 1)
 
         def run_depthwise(X, Z=None):
             y = np.empty(y_shape, dtype=dtype)
-            loops(np.ascontiguousarray(X), W, bd, y, sh, sw, ph, pw, dh, dw)
+            loops(np.ascontiguousarray(X), W, bd, y, sh, sw, ph, pw, dh, dw, chunks)
             z_all = z_of(Z)
             for n in range(N):
                 finish(y, z_all, n, 0, oh)

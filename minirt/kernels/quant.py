@@ -773,7 +773,7 @@ def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
     G, L, K = group, oh * ow, Cg * kh * kw
     if G == C and Cg == 1 and G > 1 and K <= chunk:  # depthwise: float32 loops, exact (K <= chunk)
         yf = np.empty((N, M, oh, ow), dtype=np.float32)
-        depthwise_loops(x, w, np.zeros(M, np.float32), yf, sh, sw, ph, pw, dh, dw)
+        depthwise_loops(x, w, np.zeros(M, np.float32), yf, sh, sw, ph, pw, dh, dw, min(N * M, numba.get_num_threads()))
         return yf
     y = np.empty((N, M, oh, ow), dtype=np.float32 if K <= chunk else np.int32)
     wg = w.reshape(G, M // G, K)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K]
