@@ -213,7 +213,14 @@ def test_gemm_own_threads_back_off_when_starved(monkeypatch):
     monkeypatch.setattr(kgemm, "_own_after", 0.0)
     monkeypatch.setattr(kgemm, "_backoff", kgemm.BACKOFF_S[0])
     monkeypatch.setattr(kgemm.time, "thread_time", lambda: 0.0)  # no CPU: a starved call
+    monkeypatch.setattr(kgemm, "others_running", lambda threads: False)  # ... but nobody else wants the cores
     _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)
+    assert kgemm._own_after == 0.0  # the machine paused: no back-off
+    monkeypatch.setattr(kgemm, "others_running", lambda threads: True)  # another process is runnable
+    monkeypatch.setattr(kgemm, "_last_starved", -1e9)
+    _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)
+    assert kgemm._own_after == 0.0  # one starved call alone: a pause, no back-off yet
+    _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)  # ... the second within STRIKE_S
     assert kgemm._own_after > kgemm.time.perf_counter()  # the pieces from now on, for a while
     assert kgemm._backoff == 2 * kgemm.BACKOFF_S[0]
     _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)  # the pieces
@@ -223,8 +230,21 @@ def test_gemm_own_threads_back_off_when_starved(monkeypatch):
     monkeypatch.setattr(kgemm, "_own_after", 0.0)
     monkeypatch.setattr(kgemm, "_backoff", kgemm.BACKOFF_S[0])
     monkeypatch.setattr(kgemm, "_fastest", {(a.shape, b.shape): 1e-9})
+    monkeypatch.setattr(kgemm, "others_running", lambda threads: True)
+    monkeypatch.setattr(kgemm, "_last_starved", kgemm.time.perf_counter())  # one came just before
     _close(kgemm.matmul(a, b), np.matmul(a, b), 1e-5)
     assert kgemm._own_after > kgemm.time.perf_counter() and kgemm._fastest[(a.shape, b.shape)] == 1e-9
+
+
+def test_others_running_reads_the_runnable_threads():
+    """On Linux it counts runnable threads (this one at least); where it cannot tell, every slow
+    call counts as contention (True)."""
+    assert kgemm.others_running(0) is True  # the caller itself is running
+    assert isinstance(kgemm.others_running(10_000), bool)
+    if not os.path.exists("/proc/stat"):
+        assert kgemm.others_running(10_000) is True
+    else:
+        assert kgemm.others_running(10_000) is False
 
 
 def test_gemm_restores_blas_threads_and_raises_piece_errors():

@@ -24,7 +24,11 @@ onnxruntime (whose thread pool lets the caller do the work nobody picked up). So
   another process (others share the machine). A big call (from ``SLOW_CHECK_FLOPS``) more than
   ``SLOW_FACTOR`` x slower than the fastest of its shape counts as starved too: with one other
   busy process, the caller keeps its core (spinning) while OpenBLAS's helper shares the other
-  one. After a starved call the next ``_backoff`` seconds run products without OpenBLAS's
+  one. Either counts only while more threads than ours are runnable (``others_running``: a
+  virtual machine whose host pauses it now and then slows a call without any other process),
+  and a starved call counts only when another one came less than ``STRIKE_S`` before it (under
+  contention a fifth of the calls starve; alone, one in a few hundred, ~1 a second). After such
+  a call the next ``_backoff`` seconds run products without OpenBLAS's
   threads (1 s, doubling to 16 s while it goes on, halved by each good call): below
   ``PIECES_MIN_FLOPS`` on the calling thread alone, above it in the pieces below. Measured on
   2 cores, a 64x576x3136 product: the CPU/wall ratio is >= 0.88 in every call on a quiet
@@ -70,8 +74,11 @@ SLOW_CHECK_FLOPS = 5e7  # only products this big compare their time to the faste
 HEALTHY_CPU = 0.8  # the calling thread's CPU time / wall time of an own-threaded call, at least
 SLOW_FACTOR = 1.6  # ... and its wall time at most this times the fastest seen for that shape
 BACKOFF_S = (1.0, 16.0)  # pieces for this long after a starved call, doubling up to the second
+STRIKE_S = 1.0  # ... a starved call that follows another one within this many seconds: one alone
+#                 is the machine pausing as often as contention (a kernel thread, the VM's host)
 
 _own_after = 0.0  # perf_counter time before which the pieces run instead of OpenBLAS's threads
+_last_starved = -1e9  # perf_counter time of the last starved call
 _fastest: dict = {}  # (a.shape, b.shape) -> the fastest own-threaded wall time seen, seconds
 _backoff = BACKOFF_S[0]
 
@@ -218,11 +225,34 @@ def matmul(a, b, out=None):
             blas.set_num_threads(threads)
 
 
+def others_running(threads: int) -> bool:
+    """Whether more threads than ours (``threads``: the caller and OpenBLAS's, still spinning)
+    stay runnable on the machine — another process wants the cores. Linux's /proc/stat counts
+    the runnable threads (~16 us a read): read three times, 0.5 ms apart (only after a slow
+    call), the fewest counts. Why: a slow call with no other process was the machine itself (a
+    kernel thread waking for a millisecond, the host of a virtual machine taking its CPUs away
+    now and then: ~1 call in 500, 1-10 ms each, here); the pieces would not have been faster,
+    and backing off for seconds made whole models 1.3-1.5x slower (DenseNet-121 81 vs 54 ms,
+    SqueezeNet 12.6 vs 9.5, Inception-v2 64 vs 51: round-robin medians). A busy process is
+    runnable at every read. Where /proc/stat cannot be read, every slow call counts."""
+    try:
+        fewest = 1 << 30
+        for k in range(3):
+            if k:
+                time.sleep(0.0005)
+            with open("/proc/stat", "rb") as f:
+                running = next(int(line.split()[1]) for line in f if line.startswith(b"procs_running"))
+            fewest = min(fewest, running)
+        return fewest > threads
+    except (OSError, ValueError, StopIteration):
+        return True
+
+
 def _own_threads(a, b, out):
     """``np.matmul`` on OpenBLAS's own threads; a call during which the calling thread lost its
     core, or that took much longer than the fastest of its shape, switches the next products to
     the pieces for a while."""
-    global _own_after, _backoff
+    global _own_after, _backoff, _last_starved
     wall, cpu = time.perf_counter(), time.thread_time()
     np.matmul(a, b, out=out)
     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
@@ -232,9 +262,12 @@ def _own_threads(a, b, out):
     # descheduled or yielded to another process (a stall), or a helper thread sharing its core
     # with another job (the caller keeps spinning on its own core; the call is ~2x slower)
     slow = wall > SLOW_FACTOR * fastest and 2.0 * a.shape[-2] * a.shape[-1] * b.shape[-1] >= SLOW_CHECK_FLOPS
-    if cpu < HEALTHY_CPU * wall or slow:
-        _own_after = time.perf_counter() + _backoff
-        _backoff = min(2 * _backoff, BACKOFF_S[1])
+    if (cpu < HEALTHY_CPU * wall or slow) and others_running(blas_threads()):
+        now = time.perf_counter()
+        if now - _last_starved <= STRIKE_S:  # the second in a row: contention, not a pause
+            _own_after = now + _backoff
+            _backoff = min(2 * _backoff, BACKOFF_S[1])
+        _last_starved = now
     else:  # a good call: a shorter back-off next time (not at once: loads come and go)
         _backoff = max(BACKOFF_S[0], _backoff / 2)
     return out
