@@ -285,6 +285,21 @@ def _avg_pool_rows(x, y, kh, kw, sh, sw, ph, pw, pad_h_end, pad_w_end, count_inc
                         row[ox] /= crow[ox]
 
 
+def _plane_means(x, y, count):
+    """y[p] = (sum of x[p, :]) / count for each plane p of x [P, L] (y [P], count of x's dtype).
+    Compiled with ``fastmath={"reassoc"}``: LLVM may reorder the sum, so it vectorizes (a sum
+    in strict order runs one add at a time); the result differs from NumPy's pairwise sum by
+    float rounding only (~1 ulp)."""
+    P, L = x.shape
+    for p in range(P):
+        row = x[p]
+        s = x.dtype.type(0)
+        for i in range(L):
+            s += row[i]
+        y[p] = s / count
+
+
+plane_means = numba.njit(cache=True, fastmath={"reassoc"})(_plane_means)
 maxpool_loops = numba.njit(parallel=True, cache=True)(_maxpool_loops)  # MaxPool with Indices
 avgpool_loops = numba.njit(parallel=True, cache=True)(_avgpool_loops)  # the teaching loops (tests)
 max_pool_rows = numba.njit(parallel=True, cache=True)(_max_pool_rows)
@@ -452,15 +467,13 @@ def max_pool_values(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel
 
 @kernel("GlobalAveragePool", since=1)
 def GlobalAveragePool(X):
-    """Fast GlobalAveragePool for float32/float64: one sum along each (n, c) plane, then one divide.
-
-    The reference's ``X.mean(axis=(2, 3, ...), keepdims=True)`` reduces over several axes and
-    converts the result; on a plane flattened to one axis NumPy sums it in a single pass (4-5 us
-    instead of ~10 on the [1, 32, 8, 8] inputs of small CNNs, where it is most of the time)."""
+    """Fast GlobalAveragePool for float32/float64: one Numba pass sums each (n, c) plane, then
+    divides by its size (``_plane_means``: 3-7x faster than NumPy's reduction, which pays per
+    plane: [1, 32, 8, 8] 3.6 -> 1.2 us, [1, 1000, 13, 13] 48 -> 10 us)."""
     if X.dtype not in _AVG_DTYPES or X.ndim < 3 or X.size == 0:
         return GlobalAveragePool_reference(X)
     N, C = X.shape[:2]
-    planes = X.reshape(N, C, -1)  # [N, C, *in] -> [N, C, L] (a view when X is contiguous)
-    y = np.add.reduce(planes, axis=2)  # [N, C]
-    y /= X.dtype.type(planes.shape[2])
-    return y.reshape((N, C) + (1,) * (X.ndim - 2))  # [N, C] -> [N, C, 1, ...]
+    y = np.empty((N, C) + (1,) * (X.ndim - 2), dtype=X.dtype)  # [N, C, 1, ...]
+    planes = np.ascontiguousarray(X).reshape(N * C, -1)  # [N, C, *in] -> [N*C, L]
+    plane_means(planes, y.reshape(N * C), X.dtype.type(planes.shape[1]))
+    return y
