@@ -132,31 +132,38 @@ def test_window_columns_match_im2col_loops(jit):
 
 
 @SETTINGS
-@given(C=st.integers(1, 4), H=st.integers(1, 9), W=st.integers(1, 9), kh=st.integers(1, 3), kw=st.integers(1, 3),
-       dh=st.integers(1, 2), dw=st.integers(1, 2), pads=st.lists(st.integers(0, 2), min_size=4, max_size=4),
-       jit=st.booleans(), band=st.integers(0, 3))
-def test_run_columns_match_the_strided_view(C, H, W, kh, kw, dh, dw, pads, jit, band):
-    """The Numba pad + run copy of the stride-1 path write what NumPy's padded copy and strided
-    view write (dilations, asymmetric pads, a band of rows further down), as Numba builds and as
-    plain Python."""
+@given(C=st.integers(1, 4), H=st.integers(1, 12), W=st.integers(1, 12), kh=st.integers(1, 3), kw=st.integers(1, 3),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), dh=st.integers(1, 2), dw=st.integers(1, 2),
+       pads=st.lists(st.integers(0, 2), min_size=4, max_size=4), jit=st.booleans(), band=st.integers(0, 3))
+def test_run_columns_match_the_strided_view(C, H, W, kh, kw, sh, sw, dh, dw, pads, jit, band):
+    """The Numba pad (split by stride phase) + run copy write, for every output, the pixels that
+    NumPy's padded copy and strided view write (strides, dilations, asymmetric pads, a band of
+    rows further down), as Numba builds and as plain Python; the padded image of stride 1 is the
+    plain padded image."""
     pt, pl, pb, pr = pads
-    oh, ow = H + pt + pb - (kh - 1) * dh, W + pl + pr - (kw - 1) * dw
-    if oh <= band or ow <= 0:
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    oh, ow = (H + pt + pb - eh) // sh + 1, (W + pl + pr - ew) // sw + 1
+    if oh <= band or ow <= 0 or H + pt + pb < eh or W + pl + pr < ew:
         return
-    Hp, Wp = oh + (kh - 1) * dh, ow + (kw - 1) * dw
+    Hp, Wp = (oh - 1) * sh + eh, (ow - 1) * sw + ew
+    Hq, Wq = -(-Hp // sh), -(-Wp // sw)
     x = _rand(np.random.default_rng(C * H * W), (C, H, W))
     pad_into, run_columns = (kconv.pad_into, kconv.run_columns) if jit else (kconv._pad_into, kconv._run_columns)
-    xp = np.zeros((C, (Hp + 1) * Wp), np.float32)
-    pad_into(x, xp, pt, pl, Wp)
+    xph = np.zeros((C, sh * sw, Hq + 1, Wq), np.float32)
+    pad_into(x, xph, pt, pl, sh, sw)
+    xp = kconv.padded_flat(x, pt, pl, Hp, Wp)
     want_xp = np.zeros((C, Hp + 1, Wp), np.float32)
     h, w = min(H, Hp - pt), min(W, Wp - pl)
     want_xp[:, pt:pt + h, pl:pl + w] = x[:, :h, :w]
     np.testing.assert_array_equal(xp, want_xp.reshape(C, -1))
-    rows = oh - band
-    want = kconv.window_columns(xp, Wp, kh, kw, 1, 1, dh, dw, band, rows, Wp, np.empty((C * kh * kw, rows * Wp), np.float32))
-    got = np.empty_like(want)
-    run_columns(xp, got, kh, kw, dh, dw, band, rows, Wp)
-    np.testing.assert_array_equal(got, want)
+    if sh == sw == 1:
+        np.testing.assert_array_equal(xph.reshape(C, -1), xp)
+    rows, K = oh - band, C * kh * kw
+    want = kconv.window_columns(xp, Wp, kh, kw, sh, sw, dh, dw, band, rows, ow, np.empty((K, rows * ow), np.float32))
+    got = np.empty((K, rows * Wq), np.float32)
+    run_columns(xph.reshape(C, sh * sw, -1), got, kh, kw, sh, sw, dh, dw, band, rows, Wq)
+    # computed over the phases' width Wq: the first ow columns of each output row are the outputs
+    np.testing.assert_array_equal(got.reshape(K, rows, Wq)[:, :, :ow], want.reshape(K, rows, ow))
 
 
 @pytest.mark.parametrize("H, W, k, s", [(4, 4, 3, 2), (8, 7, 2, 2), (7, 8, 2, 2), (9, 9, 2, 2), (6, 5, 1, 2)])

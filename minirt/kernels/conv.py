@@ -16,23 +16,25 @@ The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
   flattened padded image (an output row is computed over the padded width; the extra columns are
   dropped). It writes kh*kw*M values per pixel where im2col writes kh*kw*C: 2x-4x less memory
   traffic when M is small. (Known as "kn2row".)
-- **everything else 2-D** (strides, dilations, groups): ``window_columns`` — the image is copied
-  once into a zero-padded buffer, and the column matrix ``[C*kh*kw, oh*ow]`` is ONE NumPy copy of
-  a strided 5-D view of it ``[C, kh, kw, oh, ow]``: no bounds test, no index per pixel. For
-  stride 1 the output rows are computed over the padded width, so that each row of the column
-  matrix is one contiguous run of the flat padded image (tap (ky, kx) of channel c starts
-  ky*dh*Wp + kx*dw into channel c); the extra columns are dropped while the bias is added. That
-  is taken while the extra columns are at most ``WIDE_MAX_EXTRA`` (a 3x3 conv on a 14x14 map:
-  14%; on 7x7: 29%, which copies ow columns per row). Then one ``matmul``
+- **everything else 2-D** (strides, dilations, groups): a column matrix, then one ``matmul``
   (:mod:`minirt.kernels.gemm`: BLAS on both cores) multiplies every group at once
-  ``[G, M/G, C/G*K] @ [G, C/G*K, L]``;
+  ``[G, M/G, C/G*K] @ [G, C/G*K, L]``. The columns are **runs** (``_run_columns``): the image is
+  copied once into a zero-padded buffer split by stride phase (``padded_phases``; at stride 1
+  the one phase is the padded image), and output rows are computed over a phase's width, so
+  that each row of the column matrix is ONE contiguous run of one phase (tap (ky, kx) of channel
+  c reads phase ((ky*dh) % sh, (kx*dw) % sw) from row (ky*dh) // sh, column (kx*dw) // sw); the
+  extra columns are dropped in the epilogue's pass. That is taken while they are at most
+  ``WIDE_MAX_EXTRA`` of the outputs at stride 1 (a 3x3 conv on a 14x14 map: 14%; on 7x7: 29%,
+  no), ``STRIDED_MAX_EXTRA`` with strides. Otherwise ``window_columns``: ONE NumPy copy of a
+  strided 5-D view of the padded image ``[C, kh, kw, oh, ow]`` (no bounds test, no index per
+  pixel; a 1x1/2 conv reads the image itself);
 - 1-D convs run as 2-D ones with a height of 1; 3-D convs, float16 and mixed dtypes fall back to
   the reference.
 
 ``_conv_loops`` is the teaching kernel: the convolution sum written as seven plain loops. It is
 tested against the reference but not used by default (it is ~100x slower than BLAS on big convs).
 ``_im2col`` is the column copy as plain loops (bounds tests instead of a padded buffer); the float
-path uses ``window_columns`` (1.5-3x faster), ConvInteger's integer path uses it.
+path uses the runs or ``window_columns`` (1.5-3x faster), ConvInteger's integer path uses it.
 """
 
 from __future__ import annotations
@@ -260,33 +262,55 @@ def _crop_epilogue_loops(src, y, bias, z, lo, hi, hard, alpha, beta):
                 d[c] = _activate(v, lo, hi, hard, alpha, beta)
 
 
-def _pad_into(x, xp, pt, pl, Wp):
-    """x [C, H, W] into the zero-padded flat image xp [C, (Hp+1)*Wp] (zeros already; see
-    :func:`padded_flat`): row iy of channel c starts at (iy + pt)*Wp + pl. Rows and columns that
-    fall past the padded image (no window reads them) are left out."""
+def _pad_into(x, xp, pt, pl, sh, sw):
+    """x [C, H, W] into its zero-padded image split by stride phase, xp [C, sh*sw, Hq+1, Wq]
+    (zeros already; see :func:`padded_phases`): padded pixel (r, j) = (iy + pt, ix + pl) goes to
+    phase (r % sh, j % sw), row r // sh, column j // sw. At stride 1 the one phase is the padded
+    image itself. Rows and columns that fall past it (no window reads them) are left out."""
     C, H, W = x.shape
-    rows = min(H, xp.shape[1] // Wp - 1 - pt)
-    cols = min(W, Wp - pl)
+    Hq, Wq = xp.shape[2] - 1, xp.shape[3]
+    rows = min(H, sh * Hq - pt)
     for c in range(C):
         for iy in range(rows):
+            r = iy + pt
             src = x[c, iy]
-            dst = xp[c, (iy + pt) * Wp + pl:]  # a view from the row's start: vectorized copy
-            for ix in range(cols):
-                dst[ix] = src[ix]
+            for qx in range(sw):  # the image columns of phase qx: ix0, ix0 + sw, ...
+                ix0 = (qx - pl) % sw
+                j0 = (ix0 + pl) // sw
+                dst = xp[c, (r % sh) * sw + qx, r // sh, j0:]  # a view from the run's start
+                n = min((W - ix0 + sw - 1) // sw, Wq - j0)
+                if sw == 1:
+                    for t in range(n):  # contiguous: vectorized
+                        dst[t] = src[t]
+                elif sw == 2:  # a stride LLVM knows: vectorized as interleaved loads (~4x)
+                    s2 = src[ix0:]
+                    for t in range(n):
+                        dst[t] = s2[2 * t]
+                else:
+                    for t in range(n):
+                        dst[t] = src[ix0 + t * sw]
 
 
-def _run_columns(xp, cols, kh, kw, dh, dw, oy0, rows, Wp):
-    """The stride-1 column matrix as runs: cols[(c, ky, kx), :] = the rows*Wp values of the flat
-    padded image xp [C, (Hp+1)*Wp] from (oy0 + ky*dh)*Wp + kx*dw on — output rows oy0 ..
-    oy0+rows-1 computed over the padded width Wp (see :func:`window_columns`, which does the
-    same in NumPy: this loop is 1.1-3.5x faster, most on small images, where NumPy's strided
-    copy pays per row of the view)."""
+def _run_columns(xp, cols, kh, kw, sh, sw, dh, dw, oy0, rows, Wq):
+    """The column matrix as runs: cols[(c, ky, kx), :] = rows*Wq values of one stride phase of
+    the padded image, xp [C, sh*sw, (Hq+1)*Wq] flattened by phase (:func:`padded_phases`).
+
+    Output (oy, ox) reads padded pixel (oy*sh + ky*dh, ox*sw + kx*dw), which sits in phase
+    ((ky*dh) % sh, (kx*dw) % sw) at row oy + (ky*dh) // sh, column ox + (kx*dw) // sw: for a
+    fixed tap, a stride-1 walk of one phase. Computed over the phase's width Wq (the Wq - ow
+    extra columns per output row are dropped after the GEMM), the tap's row of the column matrix
+    is ONE contiguous run of the flat phase from (oy0 + (ky*dh)//sh)*Wq + (kx*dw)//sw on. At
+    stride 1 (one phase: the padded image) this is 1.1-3.5x faster than NumPy's copy of a
+    strided view (:func:`window_columns`), at stride 2 ~8x (its rows are strided gathers):
+    the 3x3/2 stems of ShuffleNet / SqueezeNet 168 -> ~20 us."""
     C = xp.shape[0]
-    L = rows * Wp
+    L = rows * Wq
     for c in range(C):
         for ky in range(kh):
+            ry = ky * dh
             for kx in range(kw):
-                src = xp[c, (oy0 + ky * dh) * Wp + kx * dw:]  # a view from the run's start
+                rx = kx * dw
+                src = xp[c, (ry % sh) * sw + rx % sw, (oy0 + ry // sh) * Wq + rx // sw:]  # a view from the run's start
                 dst = cols[(c * kh + ky) * kw + kx]
                 for j in range(L):
                     dst[j] = src[j]
@@ -311,13 +335,20 @@ DEPTHWISE_PARALLEL_MIN = 600_000  # multiply-adds: below this, one thread is fas
 # ----------------------------------------------------------------------------- the op
 
 
+def padded_phases(x, pt, pl, sh, sw, Hq, Wq):
+    """x [C, H, W] -> [C, sh*sw, (Hq+1)*Wq]: the zero-padded image (pt rows and pl columns before
+    it) split by stride phase — phase (qy, qx) holds padded pixels (r*sh + qy, j*sw + qx) — each
+    phase Hq x Wq plus one spare row of zeros, flattened row by row (:func:`_pad_into`)."""
+    xp = np.zeros((x.shape[0], sh * sw, Hq + 1, Wq), dtype=x.dtype)
+    pad_into(x, xp, pt, pl, sh, sw)  # [C, H, W] -> [C, sh*sw, Hq+1, Wq]
+    return xp.reshape(x.shape[0], sh * sw, (Hq + 1) * Wq)
+
+
 def padded_flat(x, pt, pl, Hp, Wp):
     """x [C, H, W] -> [C, (Hp+1)*Wp]: each channel zero-padded to Hp x Wp (pt rows and pl columns
     before it; rows and columns past Hp x Wp, which no window reads, left out) plus one spare row
-    of zeros, then flattened row by row."""
-    xp = np.zeros((x.shape[0], (Hp + 1) * Wp), dtype=x.dtype)
-    pad_into(x, xp, pt, pl, Wp)  # [C, H, W] -> the middle of [C, (Hp+1)*Wp]
-    return xp
+    of zeros, then flattened row by row: :func:`padded_phases` at stride 1."""
+    return padded_phases(x, pt, pl, 1, 1, Hp, Wp).reshape(x.shape[0], (Hp + 1) * Wp)
 
 
 def window_columns(xp, Wp, kh, kw, sh, sw, dh, dw, oy0, rows, width, cols):
@@ -368,6 +399,9 @@ def shifted_gemm(x, W, pt, pl, out_shape):
 
 
 WIDE_MAX_EXTRA = 0.25  # stride-1 convs take the run copy while it adds at most 25% GEMM columns
+STRIDED_MAX_EXTRA = 0.05  # ... strided ones at most 5%: the phase split costs about what the strided view's
+#                           copy did (0.5 ns a pixel), so the gain is the runs' (7x7/2 stem 622 -> 258 us,
+#                           11x11/4 424 -> 197, 3x3/2 0.95-1.25x) against the extra GEMM columns
 BAND_BYTES = 2 << 20  # one band of output rows: its columns and its product, about one core's L2 (1 MiB) x 2
 BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slow on thin products
 
@@ -472,8 +506,10 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         return run_pointwise
 
     Hp, Wp = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1  # the padded image the windows read
-    runs = sh == sw == 1 and Wp - ow <= WIDE_MAX_EXTRA * ow  # stride 1: runs of the padded image
-    width = Wp if runs else ow  # columns per output row (over the padded width for the runs)
+    Hq, Wq = -(-Hp // sh), -(-Wp // sw)  # ... and each of its stride phases
+    # runs of the stride phases of the padded image (not for a 1x1/2: it reads a quarter of them)
+    runs = (kh * kw > 1 or sh == sw == 1) and Wq - ow <= (WIDE_MAX_EXTRA if sh == sw == 1 else STRIDED_MAX_EXTRA) * ow
+    width = Wq if runs else ow  # columns per output row (over the phases' width for the runs)
 
     def band(y, z_all, n, xp, row, oy0, oy1, gemm):
         """Output rows [oy0, oy1) of image n (xp: its padded image, rows ``row`` apart): their
@@ -481,19 +517,19 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         L = (oy1 - oy0) * width
         cols = np.empty((C * kh * kw, L), dtype=dtype)
         if runs:
-            run_columns(xp, cols, kh, kw, dh, dw, oy0, oy1 - oy0, Wp)  # [C*K, rows*Wp]
+            run_columns(xp, cols, kh, kw, sh, sw, dh, dw, oy0, oy1 - oy0, Wq)  # [C*K, rows*Wq]
         else:
             window_columns(xp, row, kh, kw, sh, sw, dh, dw, oy0, oy1 - oy0, width, cols)  # [C*K, L]
-        out = np.empty((M, oy1 - oy0, Wp), dtype=dtype) if runs else y[n, :, oy0:oy1, :]  # (BLAS takes the view)
+        out = np.empty((M, oy1 - oy0, Wq), dtype=dtype) if runs else y[n, :, oy0:oy1, :]  # (BLAS takes the view)
         # [G, M/G, C/G*K] @ [G, C/G*K, L] -> [G, M/G, L]
         gemm(w, cols.reshape(G, K, L), out=out.reshape(G, M // G, L))
         if not runs:
             finish(y, z_all, n, oy0, oy1)
         elif epilogue or z_all is not None:  # drop the columns computed over the right padding, in the epilogue's pass
             crop_epilogue_loops(out, y[n, :, oy0:oy1], b, no_z if z_all is None else z_all[n, :, oy0:oy1],
-                                lo, hi, hard, alpha, beta)  # [M, rows, Wp] -> [M, rows, ow]
+                                lo, hi, hard, alpha, beta)  # [M, rows, Wq] -> [M, rows, ow]
         else:
-            np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wp] -> [M, rows, ow]
+            np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wq] -> [M, rows, ow]
 
     # Big images are cut into bands of output rows whose columns fit one core's cache
     # (BAND_BYTES); each thread takes bands, copies their columns and multiplies them with
@@ -523,6 +559,8 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         for n in range(N):  # one image at a time: one padded copy alive, whatever the batch
             if unpadded:
                 xp, row = X[n].reshape(C, H * Wd), Wd  # [C, H, W] -> [C, H*W]
+            elif runs:
+                xp, row = padded_phases(X[n], ph, pw, sh, sw, Hq, Wq), Wq  # [C, H, W] -> [C, sh*sw, (Hq+1)*Wq]
             else:
                 xp, row = padded_flat(X[n], ph, pw, Hp, Wp), Wp  # [C, H, W] -> [C, (Hp+1)*Wp]
             if threads > 1:
