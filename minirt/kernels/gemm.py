@@ -14,8 +14,8 @@ onnxruntime (whose thread pool lets the caller do the work nobody picked up). So
 - a small product (< ``SPLIT_MIN_FLOPS``, 2 MFLOP) runs on the calling thread alone (one BLAS thread):
   starting threads would cost more than it saves;
 - a matrix-vector-like product (fewer than ``MIN_OTHER`` rows or columns: a fully connected
-  layer at batch 1) keeps OpenBLAS's own threads — it is memory-bound, and OpenBLAS's gemv path
-  would round the columns of different pieces differently;
+  layer at batch 1), whatever its size, keeps OpenBLAS's own threads — it is memory-bound, and
+  OpenBLAS's gemv path would round the columns of different pieces differently;
 - anything bigger (from ``OWN_MIN_FLOPS`` = ``SPLIT_MIN_FLOPS``) runs on **OpenBLAS's own
   threads while they get the cores**: each such call reads the wall clock and the calling
   thread's CPU clock before and after (~1 us each). OpenBLAS's caller computes its share, then
@@ -190,7 +190,11 @@ def matmul(a, b, out=None):
     batch = max(a.size // max(M * K, 1), b.size // max(K * N, 1))
     flops = 2.0 * M * K * N * batch
     blas = _openblas() if flops >= OPENBLAS_SERIAL_FLOPS else False
-    if not blas:  # tiny (OpenBLAS runs it on one thread anyway), or not OpenBLAS
+    if not blas or min(M, N) < MIN_OTHER:
+        # tiny (OpenBLAS runs it on one thread anyway), not OpenBLAS, or a matrix-vector-like
+        # product (a fully connected layer at batch 1): memory-bound, and OpenBLAS's gemv path
+        # threads it as it sees fit (capping it to one thread first: 2.6x slower on [1, 544] @
+        # [544, 1000]); its pieces would round the columns of different widths differently
         return np.matmul(a, b, out=out)
     if out is None:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (M, N)
@@ -199,10 +203,6 @@ def matmul(a, b, out=None):
     by_columns = N >= M
     width = N if by_columns else M
     n_pieces = min(threads * CHUNKS_PER_THREAD, width // MIN_PIECE)
-    if flops >= SPLIT_MIN_FLOPS and min(M, N) < MIN_OTHER:
-        # a matrix-vector-like product (a fully connected layer at batch 1): OpenBLAS's own
-        # threads, as they split it (its gemv path rounds differently on pieces of other widths)
-        return np.matmul(a, b, out=out)
     big = threads > 1 and flops >= OWN_MIN_FLOPS and n_pieces >= 2
     if big and time.perf_counter() >= _own_after:
         return _own_threads(a, b, out)  # OpenBLAS's own threads, unless they were starved lately
