@@ -127,3 +127,26 @@ def test_global_average_pool_kernel_matches_reference(N, C, spatial, dtype, stri
     got, want = kpool.GlobalAveragePool(x), rpool.GlobalAveragePool(x)
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+@SETTINGS
+@given(configs(), st.sampled_from(["max", "avg"]), st.sampled_from([np.float32, np.uint8]))
+def test_prepared_pool_node_matches_the_kernel(case, kind, dtype):
+    """A pool node's plan-time step (prepare_pool) keeps the geometry per input shape: the same
+    results as the kernel for that shape, for another shape after it, and on the fallbacks
+    (integer AveragePool, dilations) the kernel itself."""
+    N, C, spatial, attrs, view, seed = case
+    rng = np.random.default_rng(seed)
+    op = kpool.AveragePool if kind == "avg" else kpool.max_pool_values
+    node = kpool.prepare_pool(op, **attrs)
+    x = _input(rng, N, C, spatial, view, dtype)
+    other = _input(rng, N + 1, C, [s + 1 for s in spatial], not view, dtype)
+    for _ in range(2):  # built, then kept
+        for inp in (x, other):
+            if kind == "avg" and dtype == np.uint8:  # not the kernel's: the reference's error, both ways
+                continue
+            np.testing.assert_array_equal(node(inp), op(inp, **attrs))
+    dilated = dict(attrs, dilations=[2] * len(attrs["kernel_shape"]))
+    if kind == "max" and "pads" in attrs and all(s >= 2 * k for s, k in zip(spatial, attrs["kernel_shape"])):
+        node = kpool.prepare_pool(op, **dilated)
+        np.testing.assert_array_equal(node(x), op(x, **dilated))
