@@ -249,7 +249,7 @@ def cold_start(runs: int = 3) -> dict:
     for label in ("cache warm", "cache cold"):
         totals = []
         for _ in range(runs):
-            env = dict(os.environ)
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
             with tempfile.TemporaryDirectory() as tmp:
                 if label == "cache cold":
                     env["NUMBA_CACHE_DIR"] = tmp  # an empty cache: every kernel compiles

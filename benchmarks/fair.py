@@ -8,14 +8,21 @@
   each round starts ``ORT_SPIN_S`` after the last one.
 - Each runtime is timed in its steady state: ``warm_up`` runs it untimed for ``WARM_S`` (once
   at least) right before its timed run.
+
+It also puts this checkout first on ``sys.path`` (``REPO``): a script run from a worktree of
+another commit times that commit's minirt, not the one pip installed in editable mode.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 ORT_SPIN_S = 0.06  # seconds onnxruntime's worker threads spin after a run (~0.04), and a margin
 WARM_S = 0.005  # seconds of untimed runs (one at least) before each timed run: the steady state
