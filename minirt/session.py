@@ -327,8 +327,10 @@ class InferenceSession:
                 if seen == self._accepted:
                     return dict(input_feed)
         feeds = self._check_inputs(input_feed)
-        self._accepted = [(n, x.dtype, x.shape) for n, x in feeds.items()
-                          if type(x) is np.ndarray and x is input_feed[n]]
+        as_given = all(type(x) is np.ndarray and x is input_feed[n] for n, x in feeds.items())
+        # remembered only when every feed passed as it was given (a list made into an array, or
+        # a feed missing next time, must be checked again)
+        self._accepted = [(n, x.dtype, x.shape) for n, x in feeds.items()] if as_given else None
         return feeds
 
     def _check_inputs(self, input_feed: Mapping[str, Any]) -> dict[str, Any]:

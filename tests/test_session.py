@@ -158,6 +158,9 @@ def test_input_checks_after_an_accepted_run(affine):
     sess.run(None, {"a": np.ones((3, 2), np.float32), "b": np.ones((3, 2), np.float32)})
     with pytest.raises(InputError, match="symbolic dim 'batch' is 3"):
         sess.run(None, {"a": np.ones((3, 2), np.float32), "b": np.ones((4, 2), np.float32)})
+    sess.run(None, {"a": np.ones((3, 2), np.float32), "b": [[1, 2]] * 3})  # b converted: not remembered
+    with pytest.raises(InputError, match=r"missing input\(s\) \['b'\]"):
+        sess.run(None, {"a": np.ones((3, 2), np.float32)})
 
 
 def test_fixed_batch_dim_explains_export():

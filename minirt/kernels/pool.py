@@ -386,7 +386,7 @@ def prepare_pool(op, **attrs):
     """The plan-time step of a rows-then-columns pool node, ``op`` :func:`AveragePool` or
     :func:`max_pool_values` with the node's ``attrs``: per input shape and dtype, what ``_plan``
     decides (geometry, padding, the serial or parallel kernel) is worked out on the first run and
-    kept (a small pool's call was half geometry: [1, 16, 8, 8] 2x2/2 5.9 -> ~2.5 us)."""
+    kept (a small pool's call was half geometry: [1, 16, 8, 8] 2x2/2 5.9 -> 2.9 us)."""
     avg = op is AveragePool
     dtypes = _AVG_DTYPES if avg else _MAX_DTYPES
     pool_attrs = (attrs.get("kernel_shape"), attrs.get("strides"), attrs.get("dilations"), attrs.get("pads"),
