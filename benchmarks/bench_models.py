@@ -249,7 +249,8 @@ def cold_start(runs: int = 3) -> dict:
     for label in ("cache warm", "cache cold"):
         totals = []
         for _ in range(runs):
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+            # this checkout's minirt, as fair.py makes it for this process
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
             with tempfile.TemporaryDirectory() as tmp:
                 if label == "cache cold":
                     env["NUMBA_CACHE_DIR"] = tmp  # an empty cache: every kernel compiles
