@@ -583,6 +583,13 @@ assert np.allclose(norm.LayerNormalization(x, b[:1].repeat(5) + 1)[0], norm.Laye
 assert np.array_equal(pool.MaxPool(x, kernel_shape=[2, 2])[1], pool.MaxPool_reference(x, kernel_shape=[2, 2])[1])
 assert np.allclose(activation.Erf(x), activation.Erf_reference(x), atol=1e-6)
 assert np.allclose(activation.Gelu(x), activation.Gelu_reference(x), atol=1e-6)
+from minirt.kernels import quant
+from minirt.ops import quant as rquant
+xq, wq, z = rng.integers(0, 256, (1, 2, 5, 5)).astype(np.uint8), rng.integers(-128, 128, (4, 1, 3, 3)).astype(np.int8), np.uint8(7)
+assert np.array_equal(quant.ConvInteger(xq, wq, z, pads=[1, 0, 1, 2], group=2), rquant.ConvInteger(xq, wq, z, pads=[1, 0, 1, 2], group=2))  # the direct loops
+step = quant.prepare_qlinear_conv(pads=[1, 1, 1, 1])
+args = (xq, np.float32(0.1), z, wq[:, :1].repeat(2, 1), np.float32(0.01), np.int8(0), np.float32(0.2), np.uint8(3))
+assert np.array_equal(step(*args), rquant.QLinearConv(*args, pads=[1, 1, 1, 1]))
 print("ok")
 """
 

@@ -284,3 +284,118 @@ def test_dynamic_quantize_conv_is_the_chain(conv, per_channel, bias, activation,
             assert got.dtype == want.dtype and got.shape == want.shape
             np.testing.assert_array_equal(got, want)
             assert not np.signbit(got[got == 0]).any() or not activation  # Relu's +0.0
+
+
+# ---------------------------------------------------------------- the plan-time steps (prepared_step)
+
+
+@st.composite
+def small_convs(draw):
+    """2-D convs small enough for the direct int32 loops (stride 1), and a few that are not."""
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    H, W = draw(st.integers((kh - 1) * dh + 1, 9)), draw(st.integers((kw - 1) * dw + 1, 9))
+    pads = [draw(st.integers(0, (k - 1) * d)) for k, d in ((kh, dh), (kw, dw)) for _ in range(2)]
+    pads = [pads[0], pads[2], pads[1], pads[3]]  # [top, left, bottom, right]: asymmetric too
+    G = draw(st.sampled_from([1, 2]))
+    C, M = G * draw(st.integers(1, 3)), G * draw(st.integers(1, 4))
+    stride = draw(st.sampled_from([1, 1, 1, 2]))  # stride 2: not the direct loops, the general path
+    attrs = dict(kernel_shape=[kh, kw], dilations=[dh, dw], pads=pads, group=G, strides=[stride, stride])
+    return (draw(st.integers(1, 2)), C, H, W), (M, C // G, kh, kw), attrs
+
+
+@SETTINGS
+@given(small_convs(), st.sampled_from([np.uint8, np.int8]), st.booleans(), st.booleans(), st.integers(0, 2**31))
+def test_prepared_qlinear_conv_is_exact(conv, xt, per_channel, bias, seed):
+    """QLinearConv's plan-time step (the direct loops with the requantization in them) equals the
+    reference bit for bit, run after run with new data; a writeable (changing) weight, new
+    constants and a non-contiguous x all give the reference's result too."""
+    x_shape, w_shape, attrs = conv
+    rng = np.random.default_rng(seed)
+    M = w_shape[0]
+    w = _readonly(_q(rng, w_shape, np.int8))
+    consts = [_readonly(np.float32(0.02)), _readonly(_q(rng, (), xt)), w,
+              _readonly(rng.uniform(1e-3, 1e-2, M if per_channel else ()).astype(np.float32)),
+              _readonly(_q(rng, (M,) if per_channel else (), np.int8)), _readonly(np.float32(0.7)),
+              _readonly(_q(rng, (), xt)), _readonly(rng.integers(-5000, 5000, M).astype(np.int32)) if bias else None]
+    step = kquant.prepare_qlinear_conv(**attrs)
+    for _ in range(2):  # the first run builds the runner, the second reuses it
+        x = _q(rng, x_shape, xt)
+        want = rquant.QLinearConv(x, *consts, **attrs)
+        got = step(x, *consts)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    x2 = _q(rng, (x_shape[0], x_shape[1], x_shape[2], 2 * x_shape[3]), xt)[..., ::2]  # non-contiguous
+    np.testing.assert_array_equal(step(x2, *consts), rquant.QLinearConv(x2, *consts, **attrs))
+    w2 = np.array(w)  # writeable: never kept; changed in place, the next run reads it as it is
+    consts2 = consts[:2] + [w2] + consts[3:]
+    np.testing.assert_array_equal(step(x, *consts2), rquant.QLinearConv(x, *consts2, **attrs))
+    w2[...] = _q(rng, w_shape, np.int8)
+    np.testing.assert_array_equal(step(x, *consts2), rquant.QLinearConv(x, *consts2, **attrs))
+
+
+@SETTINGS
+@given(small_convs(), st.booleans(), st.booleans(), st.sampled_from(["", "Relu"]),
+       st.sampled_from([None, 0.0, np.nan]), st.integers(0, 2**31))
+def test_prepared_dynamic_quantize_conv_is_exact(conv, per_channel, bias, activation, special, seed):
+    """DynamicQuantizeConv's plan-time step (DynamicQuantizeLinear, then the direct loops with
+    the scaling and Relu in them) equals the reference bit for bit; NaN input takes the
+    reference's rules (the general path)."""
+    x_shape, w_shape, attrs = conv
+    rng = np.random.default_rng(seed)
+    M = w_shape[0]
+    W = _readonly(_q(rng, w_shape, np.int8))
+    w_scale = _readonly(rng.uniform(1e-3, 1e-1, (M, 1, 1) if per_channel else ()).astype(np.float32))
+    w_zp = _readonly(_q(rng, (M,) if per_channel else (), np.int8))
+    B = _readonly(rng.normal(size=(M, 1, 1)).astype(np.float32)) if bias else None
+    step = kquant.prepare_dynamic_quantize_conv(activation=activation, **attrs)
+    for _ in range(2):
+        X = (rng.normal(size=x_shape) * 2).astype(np.float32)
+        if special is not None:
+            X.reshape(-1)[rng.integers(X.size)] = special
+            if special == 0.0:
+                X[...] = 0
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            want = rquant.DynamicQuantizeConv(X, W, w_scale, w_zp, B, activation=activation, **attrs)
+            got = step(X, W, w_scale, w_zp, B)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        assert not activation or not np.signbit(got[got == 0]).any()  # Relu's +0.0
+
+
+@SETTINGS
+@given(st.sampled_from(SHAPES), st.sampled_from([np.uint8, np.int8]), st.booleans(), st.booleans(),
+       st.booleans(), st.integers(0, 2**31))
+def test_prepared_matmul_steps_are_exact(shape, ta, per_column, bias, float_out, seed):
+    """The plan-time steps of QGemm, QuantizeLinear and (Fused)DynamicQuantizeMatMul equal the
+    reference ops bit for bit, on their first run and on the kept runner's next ones."""
+    M, K, N = shape
+    rng = np.random.default_rng(seed)
+    B = _readonly(_q(rng, (N, K), np.int8))
+    b_s = _readonly(rng.uniform(1e-3, 1e-2, N if per_column else ()).astype(np.float32))
+    b_zp = _readonly(_q(rng, (N,) if per_column else (), np.int8))
+    a_s, a_zp = _readonly(np.float32(0.05)), _readonly(_q(rng, (), ta))
+    C = _readonly(rng.integers(-5000, 5000, N).astype(np.int32)) if bias else None
+    y = (None, None) if float_out else (_readonly(np.float32(0.3)), _readonly(_q(rng, (), ta)))
+    qgemm = kquant.prepare_qgemm(transB=1)
+    quantize = kquant.prepare_quantize_linear()
+    Bt = _readonly(np.ascontiguousarray(B.T))  # [K, N] for the MatMul forms
+    fb = _readonly(rng.normal(size=N).astype(np.float32)) if bias else None
+    dyn = kquant.prepare_dynamic_matmul()
+    fused = kquant.prepare_fused_dynamic_matmul(activation="Relu")
+    for _ in range(2):
+        A = _q(rng, (M, K), ta)
+        np.testing.assert_array_equal(qgemm(A, a_s, a_zp, B, b_s, b_zp, C, *y),
+                                      rquant.QGemm(A, a_s, a_zp, B, b_s, b_zp, C, *y, transB=1))
+        X = (rng.normal(size=(M, K)) * 3).astype(np.float32)
+        got, want = quantize(X, a_s, a_zp), rquant.QuantizeLinear(X, a_s, a_zp)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        want = rquant.DynamicQuantizeMatMul(X, Bt, b_s, b_zp, fb)
+        np.testing.assert_array_equal(dyn(X, Bt, b_s, b_zp, fb), want)
+        np.testing.assert_array_equal(fused(X, Bt, b_s, b_zp, fb), np.maximum(want, np.float32(0)))
+
+
+def test_prepared_step_is_named_as_its_kernel():
+    step = kquant.prepare_qlinear_conv(kernel_shape=[3, 3])
+    assert step.__name__ == "QLinearConv" and step.__wrapped__ is kquant.QLinearConv

@@ -32,6 +32,7 @@ afresh on every call, as before.
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import numba
@@ -156,6 +157,37 @@ def _prepared(w, tag, params, make):
     value = make()
     table[id_key] = (params, value)  # params pinned: their ids stay theirs
     return value
+
+
+def prepared_step(build, kernel_fn, attrs):
+    """A quantized node's plan-time step (what :func:`minirt.registry.kernel`'s ``prepare``
+    returns), for ops whose first input is the data and whose other inputs are constants of the
+    model (scales, zero points, weights, bias). ``build(*inputs, **attrs)`` works out, once,
+    everything that depends only on the data's shape and dtype and on the constants, and returns
+    ``run(data)`` (or None: the case is not taken); ``run`` may also return None for a run it
+    does not take. Then ``kernel_fn(*inputs, **attrs)`` runs instead.
+
+    Why per node, beside ``_prepared``'s per-weight cache: on a small layer the lookups and the
+    Python glue cost more than the arithmetic (digits' 8x8 QLinearConv: 9 us a call, of which
+    the loop kernels take 2.5). The runner is kept while the constants are the very same
+    objects (checked by id; they are held, so no other object can take their ids) and immutable
+    (``_immutable``: a writeable one may change between runs, so it is never kept)."""
+    key = held = run = None  # (data shape, dtype, ids of the constants); the constants; runner
+
+    @functools.wraps(kernel_fn)  # named as the kernel, and inspect.unwrap(step) is kernel_fn
+    def step(x, *consts):
+        nonlocal key, held, run
+        now = (x.shape, x.dtype, *map(id, consts))
+        if now != key:
+            key = held = run = None
+            if type(x) is not np.ndarray or not all(_immutable(c) for c in consts):
+                return kernel_fn(x, *consts, **attrs)
+            run = build(x, *consts, **attrs)
+            key, held = now, consts
+        y = None if run is None or not x.flags.c_contiguous else run(x)
+        return kernel_fn(x, *consts, **attrs) if y is None else y
+
+    return step
 
 
 # ---------------------------------------------------------------------------- the fused loops
@@ -531,6 +563,105 @@ def _scale_channels(acc, a_scale, b_scale, bias, relu, out):
                 relu_inplace(dst)
 
 
+def _padded_planes(x, n, z, pt, pl, Hp, Wp):
+    """x[n] - z (x 8-bit [N, C, H, W]) as zero-padded int32 planes [C, Hp * Wp], x[n] placed at
+    row pt, column pl (a padded cell is x's zero point: it adds 0 to every sum)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    xp = np.zeros((C, Hp * Wp), np.int32)
+    for c in range(C):
+        for i in range(max(0, -pt), min(H, Hp - pt)):
+            row = xp[c, (pt + i) * Wp:]
+            for j in range(max(0, -pl), min(W, Wp - pl)):
+                row[pl + j] = np.int32(x[n, c, i, j]) - z
+    return xp
+
+
+def _channel_sums(xp, w, m, c0, dh, dw, Wp, acc):
+    """acc[q] = sum over c, ky, kx of w[m, c, ky, kx] * xp[c0 + c, q + ky * dh * Wp + kx * dw]:
+    output channel m of a stride-1 conv over the padded planes, as rows Wp wide (output (oy, ox)
+    at q = oy * Wp + ox; the Wp - ow extra columns a row are computed and dropped). One long
+    contiguous loop a tap, which vectorizes."""
+    Cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    Q = acc.shape[0]
+    acc[:] = 0
+    for c in range(Cg):
+        for ky in range(kh):
+            for kx in range(kw):
+                wv = w[m, c, ky, kx]
+                off = ky * dh * Wp + kx * dw
+                src = xp[c0 + c, off:off + Q]  # (a slice: the loop below vectorizes)
+                for q in range(Q):
+                    acc[q] += wv * src[q]
+
+
+def _conv_int32_loops(x, z, w, pt, pl, dh, dw, y):
+    """y[n, m] = sum over c, ky, kx of (x[n, g*C/G + c] - z) * w[m, c, ky, kx], int32 and exact:
+    the direct loop kernel of a small stride-1 ConvInteger (m in group g). x: 8-bit [N, C, H, W];
+    w: the weight minus its zero point, int32 [M, C/G, kh, kw]; y: int32 [N, M, oh, ow]; pt, pl:
+    the top / left padding (the bottom / right follow from y's shape). |products| <= 255 * 255,
+    so the int32 sums are exact up to 33 025 taps."""
+    M, Cg, kh, kw = w.shape
+    oh, ow = y.shape[2], y.shape[3]
+    Hp, Wp = oh + (kh - 1) * dh, ow + (kw - 1) * dw  # the padded plane the outputs read
+    Mg = M // (x.shape[1] // Cg)  # output channels a group
+    acc = np.empty((oh - 1) * Wp + ow, np.int32)  # flat positions of outputs (0, 0) .. (oh-1, ow-1)
+    for n in range(x.shape[0]):
+        xp = _padded_planes(x, n, z, pt, pl, Hp, Wp)  # [C, H, W] -> [C, Hp * Wp]
+        for m in range(M):
+            _channel_sums(xp, w, m, (m // Mg) * Cg, dh, dw, Wp, acc)
+            for oy in range(oh):  # the wide rows -> y [oh, ow]
+                for ox in range(ow):
+                    y[n, m, oy, ox] = acc[oy * Wp + ox]
+
+
+def _qlinear_conv_loops(x, z, w, pt, pl, dh, dw, bias, mult, zp, lo, hi, y):
+    """QLinearConv of a small stride-1 conv in one pass: ``_conv_int32_loops``' sums, each
+    requantized as it leaves (``_requant_value``: requant_loops' arithmetic, bit-exact) into the
+    8-bit y. bias: int32 [M] or empty; mult: float32 [M] or [1]."""
+    M, Cg, kh, kw = w.shape
+    oh, ow = y.shape[2], y.shape[3]
+    Hp, Wp = oh + (kh - 1) * dh, ow + (kw - 1) * dw
+    Mg = M // (x.shape[1] // Cg)
+    acc = np.empty((oh - 1) * Wp + ow, np.int32)
+    for n in range(x.shape[0]):
+        xp = _padded_planes(x, n, z, pt, pl, Hp, Wp)  # [C, H, W] -> [C, Hp * Wp]
+        for m in range(M):
+            _channel_sums(xp, w, m, (m // Mg) * Cg, dh, dw, Wp, acc)
+            b = bias[m] if bias.shape[0] > 0 else 0
+            s = mult[m] if mult.shape[0] > 1 else mult[0]
+            for oy in range(oh):  # the wide rows -> y [oh, ow], requantized
+                for ox in range(ow):
+                    y[n, m, oy, ox] = _requant_value(acc[oy * Wp + ox], b, s, zp, lo, hi)
+
+
+def _conv_scale_loops(x, z, w, pt, pl, dh, dw, a_scale, b_scale, bias, relu, y):
+    """DynamicQuantizeConv's product and scaling of a small stride-1 conv in one pass:
+    ``_conv_int32_loops``' sums, each scaled as it leaves into the float32 y as
+    ``_scale_channels`` does it (float32(acc) * float32(a_scale * b_scale[m]) (+ bias[m]), then
+    Relu's max(v, 0) with ``relu``): the same float32 operations, bit-exact."""
+    M, Cg, kh, kw = w.shape
+    oh, ow = y.shape[2], y.shape[3]
+    Hp, Wp = oh + (kh - 1) * dh, ow + (kw - 1) * dw
+    Mg = M // (x.shape[1] // Cg)
+    acc = np.empty((oh - 1) * Wp + ow, np.int32)
+    a32 = np.float32(a_scale)
+    zero = np.float32(0)
+    for n in range(x.shape[0]):
+        xp = _padded_planes(x, n, z, pt, pl, Hp, Wp)  # [C, H, W] -> [C, Hp * Wp]
+        for m in range(M):
+            _channel_sums(xp, w, m, (m // Mg) * Cg, dh, dw, Wp, acc)
+            s = a32 * b_scale[m if b_scale.shape[0] > 1 else 0]
+            bb = bias[m if bias.shape[0] > 1 else 0] if bias.shape[0] > 0 else zero
+            for oy in range(oh):  # the wide rows -> y [oh, ow], scaled
+                for ox in range(ow):
+                    v = np.float32(acc[oy * Wp + ox]) * s
+                    if bias.shape[0] > 0:
+                        v = v + bb
+                    if relu and v <= zero:  # (false for NaN, as np.maximum keeps it)
+                        v = zero
+                    y[n, m, oy, ox] = v
+
+
 _quantize_value = numba.njit(cache=True, inline="always")(_quantize_value)
 _requant_value = numba.njit(cache=True, inline="always")(_requant_value)
 relu_inplace = numba.njit(cache=True, inline="always")(_relu_inplace)
@@ -552,6 +683,11 @@ _quantize_u8_loop = numba.njit(cache=True, inline="always")(_quantize_u8_loop)
 dynamic_quantize = numba.njit(cache=True)(_dynamic_quantize)
 widen_loop = numba.njit(cache=True)(_widen_loop)
 small_gemm = numba.njit(cache=True)(_small_gemm)
+_padded_planes = numba.njit(cache=True, inline="always")(_padded_planes)
+_channel_sums = numba.njit(cache=True, inline="always")(_channel_sums)
+conv_int32_loops = numba.njit(cache=True)(_conv_int32_loops)
+qlinear_conv_loops = numba.njit(cache=True)(_qlinear_conv_loops)
+conv_scale_loops = numba.njit(cache=True)(_conv_scale_loops)
 SMALL_MACS = 1 << 18  # the loop kernel (``small_gemm``) beats widening + BLAS up to this many
 TINY_MACS = 1 << 14   # multiply-adds for 1-4 rows, and up to TINY_MACS for any number of rows
 #                       (64 x 256 x 10: 37 us in the loop, 10 us widened + BLAS)
@@ -561,6 +697,10 @@ def _use_small(M, K, N):
     """True where one ``small_gemm`` call beats widening + a BLAS product."""
     macs = M * K * N
     return K <= 32768 and (macs <= TINY_MACS or (M <= 4 and macs <= SMALL_MACS))
+
+
+DIRECT_MACS = 1 << 17  # multiply-adds up to which a stride-1 ConvInteger runs in the direct loops
+#                        (``conv_int32_loops``, ~7 G/s) rather than widen + im2col + BLAS
 
 
 ROWS, DOTS = 1, 2  # the one-call small paths (``_small_path``)
@@ -720,13 +860,19 @@ def _conv_integer(x, w, x_zero_point, w_zero_point, *, auto_pad, dilations, grou
     """The int32 conv of the fast path, or None where the reference must run."""
     tag = ("conv", x.dtype, x.shape, auto_pad, group, dilations and tuple(dilations),
            kernel_shape and tuple(kernel_shape), pads and tuple(pads), strides and tuple(strides))
-    prep = _prepared(w, tag, (w_zero_point,), lambda: _conv_prep(x, w, w_zero_point, auto_pad,
+    prep = _prepared(w, tag, (w_zero_point,), lambda: _conv_prep(x.shape, x.dtype, w, w_zero_point, auto_pad,
                                                                 dilations, group, pads, strides))
     if prep is False or (x_zero_point is not None and np.size(x_zero_point) != 1):
         return None
-    wf, st, begin, dl, out_shape, bmax, one_d = prep
+    wf, st, begin, dl, out_shape, bmax, one_d, wi = prep
     lo, hi = _LIMITS[x.dtype]
     z = 0 if x_zero_point is None else int(_item(x_zero_point))
+    if wi is not None:  # a small stride-1 conv: the direct int32 loops, one call
+        y = np.empty((x.shape[0], wi.shape[0], *out_shape), np.int32)
+        xs = x[:, :, None, :] if one_d else x  # [N, C, L] -> [N, C, 1, L]
+        conv_int32_loops(xs if xs.flags.c_contiguous else np.ascontiguousarray(xs), z, wi, begin[0], begin[1],
+                         dl[0], dl[1], y)
+        return y[:, :, 0, :] if one_d else y
     chunk = _chunk(max(hi - z, z - lo), bmax)
     xs = x[:, :, None, :] if one_d else x
     # x - x_zp as float32 in one pass: zero padding now means "pad with x_zero_point"
@@ -741,16 +887,19 @@ def _tuple(v):
     return None if v is None else tuple(v)
 
 
-def _conv_prep(x, w, w_zero_point, auto_pad, dilations, group, pads, strides):
-    """ConvInteger's constant work for one input shape, or False where the reference must run."""
-    if (x.ndim not in (3, 4) or x.dtype not in _INT8 or w.dtype not in _INT8 or x.shape[0] == 0
-            or w.ndim != x.ndim or x.shape[1] != w.shape[1] * group):
+def _conv_prep(x_shape, x_dtype, w, w_zero_point, auto_pad, dilations, group, pads, strides):
+    """ConvInteger's constant work for one input shape and dtype, or False where the reference
+    must run: (w - w_zp as float32, strides, begin pads, dilations, output shape, bound of
+    |w - w_zp|, 1-D?, w - w_zp as int32 where the direct loops take the conv else None)."""
+    ndim = len(x_shape)
+    if (ndim not in (3, 4) or x_dtype not in _INT8 or w.dtype not in _INT8 or x_shape[0] == 0
+            or w.ndim != ndim or x_shape[1] != w.shape[1] * group):
         return False
-    one_d = x.ndim == 3
+    one_d = ndim == 3
     ws_shape = (w.shape[0], w.shape[1], 1, w.shape[2]) if one_d else w.shape
-    xs_shape = (x.shape[0], x.shape[1], 1, x.shape[2]) if one_d else x.shape
-    st = ([1] if one_d else []) + list(strides or [1] * (x.ndim - 2))
-    dl = ([1] if one_d else []) + list(dilations or [1] * (x.ndim - 2))
+    xs_shape = (x_shape[0], x_shape[1], 1, x_shape[2]) if one_d else x_shape
+    st = ([1] if one_d else []) + list(strides or [1] * (ndim - 2))
+    dl = ([1] if one_d else []) + list(dilations or [1] * (ndim - 2))
     pd = None if pads is None else ([0, pads[0], 0, pads[1]] if one_d else list(pads))
     out_shape, begin, _, _ = _window_pads(xs_shape[2:], ws_shape[2:], st, dl, pd, auto_pad)
     if min(out_shape) <= 0:
@@ -761,7 +910,11 @@ def _conv_prep(x, w, w_zero_point, auto_pad, dilations, group, pads, strides):
         return np.ascontiguousarray(_widen_f32(w.reshape(ws_shape), w_zp))
 
     wf = _prepared(w, "wf", (w_zero_point,), widen_w)
-    return wf, st, begin, dl, out_shape, _bound(w.dtype, w_zero_point), one_d
+    wi = None
+    macs = x_shape[0] * w.shape[0] * wf[0].size * out_shape[0] * out_shape[1]
+    if st == [1, 1] and macs <= DIRECT_MACS:  # the direct loops take it: w - w_zp as int32
+        wi = _prepared(w, "wi", (w_zero_point,), lambda: wf.astype(np.int32))
+    return wf, st, begin, dl, out_shape, _bound(w.dtype, w_zero_point), one_d, wi
 
 
 def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
@@ -794,7 +947,37 @@ def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
     return y
 
 
-@kernel("QLinearConv", since=10)
+def _qlinear_conv_runner(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
+                         B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                         pads=None, strides=None):
+    """QLinearConv's runner for one node (``prepare_runner``): small stride-1 convs only, as the
+    direct loops then the requantization pass — two kernel calls, nothing else per run."""
+    conv = _conv_prep(x.shape, x.dtype, w, w_zero_point, auto_pad, dilations, group, pads, strides)
+    if conv is False or conv[7] is None or conv[6] or np.size(x_zero_point) > 1:
+        return None  # (1-D convs, and the rest, go the general way)
+    requant = _requant_prep(x_scale, w_scale, y_scale, y_zero_point, B, x.dtype)
+    M = w.shape[0]
+    if requant is False or requant[1].size not in (1, M) or requant[0].size not in (0, M):
+        return None
+    _, _, (pt, pl), (dh, dw), (oh, ow), _, _, wi = conv
+    bias, mult, zp, lo, hi, dtype = requant
+    z = 0 if x_zero_point is None else int(_item(x_zero_point))
+    y_shape = (x.shape[0], M, oh, ow)
+
+    def run(x):
+        y = np.empty(y_shape, dtype)
+        qlinear_conv_loops(x, z, wi, pt, pl, dh, dw, bias, mult, zp, lo, hi, y)  # [N, C, H, W] -> [N, M, oh, ow]
+        return y
+
+    return run
+
+
+def prepare_qlinear_conv(**attrs):
+    """QLinearConv's plan-time step (``prepared_step``)."""
+    return prepared_step(_qlinear_conv_runner, QLinearConv, attrs)
+
+
+@kernel("QLinearConv", since=10, prepare=prepare_qlinear_conv)
 def QLinearConv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
                 B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                 pads=None, strides=None):
@@ -859,10 +1042,33 @@ def QLinearMatMul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y
     return _requantize_fast(acc, None, multiplier, y_zero_point, np.asarray(y_zero_point).dtype, axis)
 
 
-@kernel("QuantizeLinear", since=10)
-@kernel("QuantizeLinear", since=13)
-@kernel("QuantizeLinear", since=19)
-@kernel("QuantizeLinear", since=21)
+def _quantize_runner(x, y_scale, y_zero_point=None, *, axis=1, saturate=1, block_size=0, output_dtype=0,
+                     precision=0):
+    """QuantizeLinear's runner for one node (``prepared_step``): the kernel's fast case."""
+    prep = False
+    if x.dtype == np.float32 and not (precision or block_size):
+        prep = _quantize_prep(y_scale, y_zero_point)
+    if prep is False:
+        return None
+    scale, zp, lo, hi, dtype = prep
+
+    def run(x):
+        out = np.empty(x.shape, dtype)
+        quantize_loop(x.reshape(-1), scale, zp, lo, hi, out.reshape(-1))
+        return out
+
+    return run
+
+
+def prepare_quantize_linear(**attrs):
+    """QuantizeLinear's plan-time step (``prepared_step``)."""
+    return prepared_step(_quantize_runner, QuantizeLinear, attrs)
+
+
+@kernel("QuantizeLinear", since=10, prepare=prepare_quantize_linear)
+@kernel("QuantizeLinear", since=13, prepare=prepare_quantize_linear)
+@kernel("QuantizeLinear", since=19, prepare=prepare_quantize_linear)
+@kernel("QuantizeLinear", since=21, prepare=prepare_quantize_linear)
 def QuantizeLinear(x, y_scale, y_zero_point=None, *, axis=1, saturate=1, block_size=0,
                    output_dtype=0, precision=0):
     """Fast QuantizeLinear for float32 x, one float32 scale, an int8/uint8 zero point: one pass."""
@@ -904,7 +1110,24 @@ def DynamicQuantizeLinear(x):
     return y, scale, zero_point
 
 
-@kernel("QGemm", since=1, domain="com.microsoft")
+def _qgemm_runner(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
+                  y_zero_point=None, *, alpha=1.0, transA=0, transB=0):
+    """QGemm's runner for one node (``prepared_step``): the constants and the path decided once."""
+    prep = _qgemm_prep(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zero_point,
+                       alpha, transA, transB)
+    if prep is False or transA:
+        return None
+    path = _small_path(A.shape[0], A.shape[1], prep[0].shape[1], prep[2])
+    bT = _transposed(B, prep[0], b_zero_point, transB) if path == DOTS else None
+    return lambda A: _qgemm_run(prep, path, A, bT)
+
+
+def prepare_qgemm(**attrs):
+    """QGemm's plan-time step (``prepared_step``)."""
+    return prepared_step(_qgemm_runner, QGemm, attrs)
+
+
+@kernel("QGemm", since=1, domain="com.microsoft", prepare=prepare_qgemm)
 def QGemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0):
     """Fast QGemm: everything derived from the constant inputs prepared once (``_qgemm_prep``),
@@ -915,10 +1138,16 @@ def QGemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     if prep is False or A.ndim != 2:
         return QGemm_reference(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
                                y_zero_point, alpha=alpha, transA=transA, transB=transB)
-    b, z, chunk, bias, mult, zp, lo, hi, dtype = prep
     At = np.ascontiguousarray(A.T) if transA else A  # [M, K]
+    path = _small_path(At.shape[0], At.shape[1], prep[0].shape[1], prep[2])
+    return _qgemm_run(prep, path, At, _transposed(B, prep[0], b_zero_point, transB) if path == DOTS else None)
+
+
+def _qgemm_run(prep, path, At, bT):
+    """QGemm of 8-bit At [M, K] on what ``_qgemm_prep`` prepared, by ``_small_path``'s path
+    (bT: the widened weight as [N, K], for the DOTS path)."""
+    b, z, chunk, bias, mult, zp, lo, hi, dtype = prep
     M, N = At.shape[0], b.shape[1]
-    path = _small_path(M, At.shape[1], N, chunk)
     if path == ROWS:  # one call: product and epilogue
         if dtype is None:
             out = np.empty((M, N), np.float32)
@@ -928,7 +1157,6 @@ def QGemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
             small_requant(At, z, b, bias, mult, zp, lo, hi, out)
         return out
     if path == DOTS:
-        bT = _transposed(B, b, b_zero_point, transB)
         out = np.empty((M, N), np.float32 if dtype is None else dtype)
         if dtype is None:
             dots_to_float(At, z, bT, 1.0, mult, bias, _EMPTY_F32, out)
@@ -1032,7 +1260,41 @@ def _mmif_run(prep, A, z, a_scale):
     return out
 
 
-@kernel("DynamicQuantizeMatMul", since=1, domain="com.microsoft")
+def _dynamic_matmul_runner(A, B, b_scale, b_zero_point=None, bias=None, *, activation=""):
+    """(Fused)DynamicQuantizeMatMul's runner for one node (``prepared_step``): the kernel's
+    common case, its shape work done once."""
+    if A.dtype is not _F32 or A.size == 0 or activation not in ("", "Relu"):
+        return None
+    prep = _mmif_shape_prep(A.shape, _U8, B, b_scale, b_zero_point, bias)
+    if prep is False:
+        return None
+    relu = activation == "Relu"
+
+    def run(A):
+        q = np.empty(A.shape, np.uint8)
+        scale = np.empty((), np.float32)
+        zero_point = np.empty((), np.uint8)
+        if not dynamic_quantize(A.reshape(-1), q.reshape(-1), scale, zero_point):
+            return None  # NaN / inf: the general path
+        y = _mmif_run(prep, q, int(zero_point), scale.item())
+        if relu:
+            relu_inplace(y.reshape(-1))
+        return y
+
+    return run
+
+
+def prepare_dynamic_matmul(**attrs):
+    """DynamicQuantizeMatMul's plan-time step (``prepared_step``)."""
+    return prepared_step(_dynamic_matmul_runner, DynamicQuantizeMatMul, attrs)
+
+
+def prepare_fused_dynamic_matmul(**attrs):
+    """FusedDynamicQuantizeMatMul's plan-time step (``prepared_step``)."""
+    return prepared_step(_dynamic_matmul_runner, FusedDynamicQuantizeMatMul, attrs)
+
+
+@kernel("DynamicQuantizeMatMul", since=1, domain="com.microsoft", prepare=prepare_dynamic_matmul)
 def DynamicQuantizeMatMul(A, B, b_scale, b_zero_point=None, bias=None):
     """Fast DynamicQuantizeMatMul (what fuse_dynamic_matmul makes of DynamicQuantizeLinear ->
     MatMulIntegerToFloat): ``dynamic_quantize`` into a uint8 buffer, then MatMulIntegerToFloat's
@@ -1051,7 +1313,7 @@ def DynamicQuantizeMatMul(A, B, b_scale, b_zero_point=None, bias=None):
     return MatMulIntegerToFloat(qa, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
 
 
-@kernel("FusedDynamicQuantizeMatMul", since=1, domain="minirt")
+@kernel("FusedDynamicQuantizeMatMul", since=1, domain="minirt", prepare=prepare_fused_dynamic_matmul)
 def FusedDynamicQuantizeMatMul(A, B, b_scale, b_zero_point=None, bias=None, *, activation=""):
     """Fast FusedDynamicQuantizeMatMul: the DynamicQuantizeMatMul kernel, then the Relu in place
     on its fresh output (one small loop call instead of a Relu node: fraud ~1.5 us a layer)."""
@@ -1163,7 +1425,41 @@ def ScaleIntegerToFloat(acc, a_scale, b_scale, bias=None):
     return ScaleIntegerToFloat_reference(acc, a_scale, b_scale, bias)
 
 
-@kernel("DynamicQuantizeConv", since=1, domain="minirt")
+def _dynamic_quantize_conv_runner(X, W, w_scale, w_zero_point=None, bias=None, *, activation="",
+                                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+                                  strides=None):
+    """DynamicQuantizeConv's runner for one node (``prepared_step``): small stride-1 convs only,
+    as the DynamicQuantizeLinear kernel then the direct loops with the scaling (and Relu) in them."""
+    if activation not in ("", "Relu") or X.dtype is not _F32 or X.ndim != 4:
+        return None
+    conv = _conv_prep(X.shape, _U8, W, w_zero_point, auto_pad, dilations, group, pads, strides)
+    M = W.shape[0]
+    b_s = _per_channel(w_scale, 4, M)
+    fb = _EMPTY_F32 if bias is None else _per_channel(bias, 4, M)
+    if conv is False or conv[7] is None or b_s is None or fb is None:
+        return None
+    _, _, (pt, pl), (dh, dw), (oh, ow), _, _, wi = conv
+    y_shape, relu = (X.shape[0], M, oh, ow), activation == "Relu"
+
+    def run(X):
+        q = np.empty(X.shape, np.uint8)
+        scale = np.empty((), np.float32)
+        zero_point = np.empty((), np.uint8)
+        if not dynamic_quantize(X.reshape(-1), q.reshape(-1), scale, zero_point):
+            return None  # NaN / inf: the general path (the reference's rules)
+        y = np.empty(y_shape, np.float32)
+        conv_scale_loops(q, int(zero_point), wi, pt, pl, dh, dw, scale.item(), b_s, fb, relu, y)
+        return y
+
+    return run
+
+
+def prepare_dynamic_quantize_conv(**attrs):
+    """DynamicQuantizeConv's plan-time step (``prepared_step``)."""
+    return prepared_step(_dynamic_quantize_conv_runner, DynamicQuantizeConv, attrs)
+
+
+@kernel("DynamicQuantizeConv", since=1, domain="minirt", prepare=prepare_dynamic_quantize_conv)
 def DynamicQuantizeConv(X, W, w_scale, w_zero_point=None, bias=None, *, activation="", auto_pad="NOTSET",
                         dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     """Fast DynamicQuantizeConv (fuse_dynamic_matmul's DynamicQuantizeLinear -> ConvInteger ->
