@@ -367,8 +367,9 @@ def test_prepared_dynamic_quantize_conv_is_exact(conv, per_channel, bias, activa
 @given(st.sampled_from(SHAPES), st.sampled_from([np.uint8, np.int8]), st.booleans(), st.booleans(),
        st.booleans(), st.integers(0, 2**31))
 def test_prepared_matmul_steps_are_exact(shape, ta, per_column, bias, float_out, seed):
-    """The plan-time steps of QGemm, QuantizeLinear and (Fused)DynamicQuantizeMatMul equal the
-    reference ops bit for bit, on their first run and on the kept runner's next ones."""
+    """The plan-time steps of QGemm, QuantizeLinear, QuantizeMatMul and (Fused)DynamicQuantizeMatMul
+    equal the reference ops bit for bit, on their first run and on the kept runner's next ones
+    (the BLAS shapes quantize straight to float32: ``dynamic_quantize_widen``)."""
     M, K, N = shape
     rng = np.random.default_rng(seed)
     B = _readonly(_q(rng, (N, K), np.int8))
@@ -383,6 +384,7 @@ def test_prepared_matmul_steps_are_exact(shape, ta, per_column, bias, float_out,
     fb = _readonly(rng.normal(size=N).astype(np.float32)) if bias else None
     dyn = kquant.prepare_dynamic_matmul()
     fused = kquant.prepare_fused_dynamic_matmul(activation="Relu")
+    qmm = kquant.prepare_quantize_matmul()
     for _ in range(2):
         A = _q(rng, (M, K), ta)
         np.testing.assert_array_equal(qgemm(A, a_s, a_zp, B, b_s, b_zp, C, *y),
@@ -394,6 +396,11 @@ def test_prepared_matmul_steps_are_exact(shape, ta, per_column, bias, float_out,
         want = rquant.DynamicQuantizeMatMul(X, Bt, b_s, b_zp, fb)
         np.testing.assert_array_equal(dyn(X, Bt, b_s, b_zp, fb), want)
         np.testing.assert_array_equal(fused(X, Bt, b_s, b_zp, fb), np.maximum(want, np.float32(0)))
+        np.testing.assert_array_equal(qmm(X, a_s, a_zp, Bt, b_s, b_zp, fb),
+                                      rquant.QuantizeMatMul(X, a_s, a_zp, Bt, b_s, b_zp, fb))
+    X[0, 0] = np.nan  # non-finite input: the run gives way to the general path (the reference's rules)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        np.testing.assert_array_equal(dyn(X, Bt, b_s, b_zp, fb), rquant.DynamicQuantizeMatMul(X, Bt, b_s, b_zp, fb))
 
 
 def test_prepared_step_is_named_as_its_kernel():

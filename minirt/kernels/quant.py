@@ -264,12 +264,10 @@ def _quantize_loop(x, scale, zp, lo, hi, out):
         out[i] = np.int32(_quantize_value(x[i], s, z, flo, fhi))
 
 
-def _dynamic_quantize(x, out, scale_out, zp_out):
-    """DynamicQuantizeLinear of a float32 vector into out (uint8): one min/max pass, the
-    reference's float32 scalar arithmetic, one quantize pass. Writes the scale and zero point
-    into the 0-d arrays scale_out (float32) and zp_out (uint8), the op's outputs (cheaper than
-    returning NumPy scalars to wrap), and returns ok: False for NaN / inf input (then nothing
-    is written: the caller runs the reference).
+def _dynamic_params(x, pair):
+    """DynamicQuantizeLinear's scale and zero point of a float32 vector x, with the reference's
+    float32 scalar arithmetic: (scale, zero point as float32), or (0, 0) for NaN / inf input
+    or a scale that underflows to 0 (the caller then runs the reference). pair: int32 [2] scratch.
 
     The min/max pass runs on the float32 bit patterns as int32, mapped to integers that order as
     the floats do (negative values: the magnitude bits flipped), because integer min/max
@@ -284,8 +282,7 @@ def _dynamic_quantize(x, out, scale_out, zp_out):
         kmin = min(kmin, k)
         kmax = max(kmax, k)
     if kmax >= np.int32(0x7F800000) or kmin <= np.int32(-2139095041):  # +inf/NaN, -inf/-NaN
-        return False
-    pair = np.empty(2, np.int32)
+        return np.float32(0), np.float32(0)
     pair[0] = kmin ^ ((kmin >> 31) & np.int32(0x7FFFFFFF))
     pair[1] = kmax ^ ((kmax >> 31) & np.int32(0x7FFFFFFF))
     back = pair.view(np.float32)
@@ -297,13 +294,38 @@ def _dynamic_quantize(x, out, scale_out, zp_out):
     else:
         scale = np.float32(1.0 / 255)
     if scale == 0:  # a range of a few subnormals: the reference divides by zero (its own rules)
-        return False
+        return np.float32(0), np.float32(0)
     zp = np.rint(np.float32(0) - xmin / scale)  # saturate(0 - lo / scale) to uint8
     if zp < 0:
         zp = np.float32(0)
     elif zp > 255:
         zp = np.float32(255)
+    return scale, zp
+
+
+def _dynamic_quantize(x, out, scale_out, zp_out):
+    """DynamicQuantizeLinear of a float32 vector into out (uint8): ``_dynamic_params``, then one
+    quantize pass. Writes the scale and zero point into the 0-d arrays scale_out (float32) and
+    zp_out (uint8), the op's outputs (cheaper than returning NumPy scalars to wrap), and returns
+    ok: False for NaN / inf input (then nothing is written: the caller runs the reference)."""
+    scale, zp = _dynamic_params(x, np.empty(2, np.int32))
+    if scale == 0:
+        return False
     _quantize_u8_loop(x, scale, zp, out)
+    scale_out[()] = scale
+    zp_out[()] = np.uint8(zp)
+    return True
+
+
+def _dynamic_quantize_widen(x, out, scale_out, zp_out):
+    """``_dynamic_quantize`` that writes q - zero point as float32 (exact) instead of q: the
+    input of an exact float32 BLAS product, without a uint8 array and a widening pass between."""
+    scale, zp = _dynamic_params(x, np.empty(2, np.int32))
+    if scale == 0:
+        return False
+    lo, hi = np.float32(0), np.float32(255)
+    for i in range(x.size):
+        out[i] = _quantize_value(x[i], scale, zp, lo, hi) - zp
     scale_out[()] = scale
     zp_out[()] = np.uint8(zp)
     return True
@@ -680,7 +702,9 @@ dots_requant = numba.njit(cache=True)(_dots_requant)
 scale_loops = numba.njit(cache=True)(_scale_loops)
 quantize_loop = numba.njit(cache=True)(_quantize_loop)
 _quantize_u8_loop = numba.njit(cache=True, inline="always")(_quantize_u8_loop)
+_dynamic_params = numba.njit(cache=True, inline="always")(_dynamic_params)
 dynamic_quantize = numba.njit(cache=True)(_dynamic_quantize)
+dynamic_quantize_widen = numba.njit(cache=True)(_dynamic_quantize_widen)
 widen_loop = numba.njit(cache=True)(_widen_loop)
 small_gemm = numba.njit(cache=True)(_small_gemm)
 _padded_planes = numba.njit(cache=True, inline="always")(_padded_planes)
@@ -1269,14 +1293,23 @@ def _dynamic_matmul_runner(A, B, b_scale, b_zero_point=None, bias=None, *, activ
     if prep is False:
         return None
     relu = activation == "Relu"
+    b, b_s, fb, P, K, N, path, chunk, out_shape, _ = prep
+    blas = not path and not _use_small(P, K, N)  # widen + BLAS: quantize straight to float32
 
     def run(A):
-        q = np.empty(A.shape, np.uint8)
         scale = np.empty((), np.float32)
         zero_point = np.empty((), np.uint8)
-        if not dynamic_quantize(A.reshape(-1), q.reshape(-1), scale, zero_point):
-            return None  # NaN / inf: the general path
-        y = _mmif_run(prep, q, int(zero_point), scale.item())
+        if blas:
+            af = np.empty((P, K), np.float32)  # q - zero point, exact
+            if not dynamic_quantize_widen(A.reshape(-1), af.reshape(-1), scale, zero_point):
+                return None  # NaN / inf: the general path
+            y = np.empty(out_shape, np.float32)
+            scale_rows(_int_product(af, b, chunk), scale.item(), b_s, _EMPTY_I32, fb, y.reshape(P, N))
+        else:
+            q = np.empty(A.shape, np.uint8)
+            if not dynamic_quantize(A.reshape(-1), q.reshape(-1), scale, zero_point):
+                return None
+            y = _mmif_run(prep, q, int(zero_point), scale.item())
         if relu:
             relu_inplace(y.reshape(-1))
         return y
@@ -1359,7 +1392,41 @@ def _mmif_prep(B, b_scale, b_zero_point, bias):
     return np.ascontiguousarray(b[0]), b[1], np.ascontiguousarray(b_s.reshape(-1)), fb
 
 
-@kernel("QuantizeMatMul", since=1, domain="minirt")
+def _quantize_matmul_runner(A, a_scale, a_zero_point, B, b_scale, b_zero_point=None, bias=None):
+    """QuantizeMatMul's runner for one node (``prepared_step``): the kernel's common case, with
+    the quantization constants, the widened weight and the path worked out once."""
+    if A.dtype != np.float32 or A.ndim < 2 or B.ndim != 2 or not A.size or A.shape[-1] != B.shape[0]:
+        return None
+    qprep = _quantize_prep(a_scale, a_zero_point)
+    prep = False if qprep is False else _mmif_prep(B, b_scale, b_zero_point, bias)
+    if prep is False:
+        return None
+    scale, zp, lo, hi, dtype = qprep
+    b, bmax, b_s, fb = prep
+    K, N = B.shape
+    P, z = A.size // K, int(zp)
+    chunk = _chunk(max(int(hi) - z, z - int(lo)), bmax)
+    path = _small_path(P, K, N, chunk)
+    if path or _use_small(P, K, N):
+        return None  # the small products: the kernel's own loop paths
+    out_shape = A.shape[:-1] + (N,)
+
+    def run(A):
+        af = np.empty((P, K), np.float32)
+        quantize_widen(A.reshape(-1), scale, zp, lo, hi, af.reshape(-1))  # q - zp, exact
+        out = np.empty(out_shape, np.float32)
+        scale_rows(_int_product(af, b, chunk), scale, b_s, _EMPTY_I32, fb, out.reshape(P, N))
+        return out
+
+    return run
+
+
+def prepare_quantize_matmul(**attrs):
+    """QuantizeMatMul's plan-time step (``prepared_step``)."""
+    return prepared_step(_quantize_matmul_runner, QuantizeMatMul, attrs)
+
+
+@kernel("QuantizeMatMul", since=1, domain="minirt", prepare=prepare_quantize_matmul)
 def QuantizeMatMul(A, a_scale, a_zero_point, B, b_scale, b_zero_point=None, bias=None):
     """Fast QuantizeMatMul (fuse_qdq's ``Q -> DQ -> MatMul [-> Add]``): the activation is
     quantized and widened to float32 in one pass, then one exact BLAS product and one epilogue
