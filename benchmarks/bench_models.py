@@ -4,6 +4,7 @@
     python benchmarks/bench_models.py --models resnet50,vgg19 --repeats 20
     python benchmarks/bench_models.py --no-reference --json results.json
     python benchmarks/bench_models.py --cold-start         # fresh-process start-up time
+    python benchmarks/bench_models.py --pause 0.1          # each run after 0.1 s idle (a script, a loop with gaps)
 
 Models: the "light" models of the ONNX backend suite (onnx/backend/test/data/light, weights made
 by ConstantOfShape, input shapes from the model) and the small real models of this repository.
@@ -32,6 +33,11 @@ How it measures:
 - every runtime is warmed up once first (Numba JIT / cache load, BLAS threads, ORT arena);
 - peak memory: ``tracemalloc`` peak of one minirt run (NumPy reports its allocations to
   tracemalloc), i.e. the largest sum of live arrays during the run, weights not included.
+
+``--pause S`` times each run after S seconds of idle instead (no warm runs): the latency a
+script that runs a model now and then, or a camera loop with gaps, sees. It found minirt's runs
+after 0.1 s idle 10-90x slower than onnxruntime's (resnet_mini 55 ms against 0.6) until
+OpenBLAS's workers were pinned (``minirt.kernels.gemm.pin_blas_workers``).
 
 ``--cold-start`` spawns fresh Python processes that time ``import minirt``, building an
 ``InferenceSession`` for squeezenet and its first run: with Numba's on-disk cache warm (the
@@ -121,7 +127,8 @@ def peak_memory_mb(fn) -> float:
     return peak / 2**20
 
 
-def bench_model(name: str, repeats: int, threads: int, reference_repeats: int, progress=None) -> dict:
+def bench_model(name: str, repeats: int, threads: int, reference_repeats: int, progress=None,
+                pause: float = 0.0) -> dict:
     import minirt
 
     path = model_path(name)
@@ -144,11 +151,17 @@ def bench_model(name: str, repeats: int, threads: int, reference_repeats: int, p
         # sleep right after a squeezenet run; its pool spins 2**20 pauses before it blocks), so
         # each round waits ORT_SPIN_S first; minirt leaves < 1 ms of spinning (OpenBLAS: 2**18
         # cycles), which onnxruntime's own warm runs cover. Both are timed in their steady state.
-        time.sleep(ORT_SPIN_S)
-        warm_up(run_minirt)
-        t_minirt.append(timed(run_minirt))
-        warm_up(run_ort)
-        t_ort.append(timed(run_ort))
+        if pause:  # --pause: each timed run comes after `pause` seconds of idle, nothing warm
+            time.sleep(max(pause, ORT_SPIN_S))
+            t_minirt.append(timed(run_minirt))
+            time.sleep(max(pause, ORT_SPIN_S))
+            t_ort.append(timed(run_ort))
+        else:
+            time.sleep(ORT_SPIN_S)
+            warm_up(run_minirt)
+            t_minirt.append(timed(run_minirt))
+            warm_up(run_ort)
+            t_ort.append(timed(run_ort))
         if progress is not None:
             progress.update()
     row = {"model": name, "nodes": len(sess._plan.steps), "nodes_run": len(plan.steps), "minirt_ms": float(np.median(t_minirt)) * 1e3,
@@ -276,6 +289,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default="", help="also write the results to this file")
     parser.add_argument("--cold-start", action="store_true", help="time fresh processes instead")
     parser.add_argument("--overhead", action="store_true", help="only the executor's per-node overhead")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds of idle before each timed run, no warm runs (what a script or a "
+                             "loop with gaps sees); default 0: steady state")
     args = parser.parse_args(argv)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -305,8 +321,10 @@ def main(argv=None) -> int:
     rows = []
     with Progress(len(names) * (args.repeats + ref_repeats), "bench_models", unit="run") as bar:
         for name in names:
-            rows.append(bench_model(name, args.repeats, args.threads, ref_repeats, bar))
+            rows.append(bench_model(name, args.repeats, args.threads, ref_repeats, bar, args.pause))
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    if args.pause:
+        print(f"each timed run after {args.pause:g} s of idle (no warm runs)")
     print(f"threads {args.threads}, {args.repeats} interleaved rounds (median ms); "
           f"load average {load:.2f} before, {load_after:.2f} after; peak MB = tracemalloc peak of one minirt run")
     print_table(rows)

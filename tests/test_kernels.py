@@ -799,3 +799,90 @@ def test_recurrent_kernels_fall_back_for_other_activations():
     _close_all(krec.GRU(X, Wg, Rg, **attrs), rrec.GRU(X, Wg, Rg, **attrs))
     assert minirt.registry.lookup("", "LSTM", 17, kernels=True).fn is krec.LSTM
     assert minirt.registry.lookup("", "GRU", 7, kernels=True).fn is krec.GRU
+
+
+# ----------------------------------------------------------------------------- OpenBLAS's workers
+
+
+def test_others_running_stops_at_the_first_quiet_read(monkeypatch):
+    """A read of /proc/stat with no more runnable threads than ours settles it (no 1 ms of
+    re-reads after every slow call); a busy machine needs every read to say so."""
+    import io
+
+    for counts, want, reads in (([1, 9, 9], False, 1), ([5, 1, 9], False, 2), ([5, 5, 5], True, 3)):
+        seen = []
+
+        def fake_open(path, mode="r", counts=counts, seen=seen):
+            seen.append(path)
+            return io.BytesIO(b"cpu 1 2 3\nprocs_running %d\nprocs_blocked 0\n" % counts[len(seen) - 1])
+
+        monkeypatch.setattr(kgemm, "open", fake_open, raising=False)
+        assert kgemm.others_running(2) is want
+        assert len(seen) == reads
+
+
+def test_blas_workers_are_the_threads_that_wake_for_threaded_products(monkeypatch):
+    """_blas_workers keeps the threads that wake for products on OpenBLAS's threads and not for
+    the same products on one thread: not a thread that wakes either way (another runtime's
+    pool), not an idle one."""
+
+    class FakeBlas:
+        n = 2
+
+        def get_num_threads(self):
+            return self.n
+
+        def set_num_threads(self, n):
+            self.n = n
+
+    blas = FakeBlas()
+    counts = {101: 0, 102: 0, 103: 0}
+
+    def fake_wakes(tid):
+        value = counts[tid]
+        counts[tid] += {101: 6 if blas.n > 1 else 0, 102: 6, 103: 0}[tid]
+        return value
+
+    monkeypatch.setattr(kgemm, "_wakes", fake_wakes)
+    monkeypatch.setattr(kgemm.os, "listdir", lambda path: ["101", "102", "103"])
+    assert kgemm._blas_workers(blas) == [101]
+    assert blas.n == 2  # its thread count restored
+
+
+_PINNING = """
+import os, threading
+import minirt  # before NumPy: OpenBLAS's workers sleep after a short spin
+import numpy as np
+from minirt.kernels import gemm
+blas = gemm._openblas()
+if not blas or blas.get_num_threads() < 2 or len(os.sched_getaffinity(0)) < 2:
+    print("skip"); raise SystemExit
+a = np.ones((128, 2048), np.float32)
+gemm.matmul(a.T.copy(), a)  # a big product on OpenBLAS's threads: its workers are pinned first
+cpus = sorted(os.sched_getaffinity(0))
+assert gemm._pinned, "no OpenBLAS worker found"
+python_threads = {t.native_id for t in threading.enumerate()}
+for i, tid in enumerate(gemm._pinned):
+    assert tid not in python_threads
+    assert os.sched_getaffinity(tid) == {cpus[(i + 1) % len(cpus)]}
+assert os.sched_getaffinity(0) == set(cpus)  # the calling thread is never pinned
+print("pinned" if os.environ.get("MINIRT_PIN_BLAS") != "0" else "?")
+"""
+
+
+@pytest.mark.parametrize("pin", ["1", "0"])
+def test_openblas_workers_are_pinned_once_per_process(pin):
+    """With minirt's short OpenBLAS spin, the first product on OpenBLAS's threads pins each of
+    its workers to a CPU of its own (a product after a pause otherwise waited ~12 ms for a
+    worker queued behind the caller, here); MINIRT_PIN_BLAS=0 leaves them alone."""
+    if not hasattr(os, "sched_setaffinity") or not os.path.exists("/proc/self/task"):
+        pytest.skip("needs Linux's thread affinity and /proc")
+    env = dict(os.environ, MINIRT_PIN_BLAS=pin)
+    env.pop("OPENBLAS_THREAD_TIMEOUT", None)  # minirt's own short spin
+    out = subprocess.run([sys.executable, "-c", _PINNING], env=env, capture_output=True, text=True, timeout=120)
+    if out.stdout.strip() == "skip":
+        pytest.skip("needs OpenBLAS with 2 threads and 2 CPUs")
+    if pin == "1":
+        assert out.returncode == 0 and out.stdout.strip() == "pinned", out.stderr[-3000:]
+    else:
+        assert "no OpenBLAS worker found" in out.stderr  # nothing pinned

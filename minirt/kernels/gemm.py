@@ -205,6 +205,8 @@ def matmul(a, b, out=None):
     n_pieces = min(threads * CHUNKS_PER_THREAD, width // MIN_PIECE)
     big = threads > 1 and flops >= OWN_MIN_FLOPS and n_pieces >= 2
     if big and time.perf_counter() >= _own_after:
+        if not _pinned and (_pin_tries < PIN_TRIES or _pinned_pid != os.getpid()):
+            pin_blas_workers(blas)  # once per process (see there)
         return _own_threads(a, b, out)  # OpenBLAS's own threads, unless they were starved lately
     if threads > 1:
         blas.set_num_threads(1)  # every BLAS call below runs on the thread that makes it
@@ -225,6 +227,85 @@ def matmul(a, b, out=None):
             blas.set_num_threads(threads)
 
 
+PIN_BLAS = os.environ.get("MINIRT_PIN_BLAS", "1") != "0"  # MINIRT_PIN_BLAS=0: leave them be
+PIN_TRIES = 3  # looks for the workers per process at most (none found: a busy machine, or none)
+_pinned_pid = None  # the process whose OpenBLAS workers pin_blas_workers looked for
+_pinned: list[int] = []  # their thread ids, pinned
+_pin_tries = 0
+
+
+def pin_blas_workers(blas) -> list[int]:
+    """Pin each OpenBLAS worker thread to a CPU of its own (worker i to the (i+1)-th CPU this
+    process may use, as OpenBLAS does itself when built with affinity — NumPy's is not); returns
+    their thread ids. Once per process (up to ``PIN_TRIES`` looks while none is found);
+    MINIRT_PIN_BLAS=0 turns it off.
+
+    Why: a product after the workers slept for a while (~20 ms or more: ``import minirt`` makes
+    them sleep after ~0.1 ms of spinning) took ~12 ms instead of 0.5 here, and a model run after a
+    pause of 0.1 s paid that on several products (resnet_mini 55 ms instead of 1). The woken
+    worker was queued on the CPU of the thread that called BLAS — which does its own share and
+    then spins until the worker is done — and ran only when the scheduler's next tick moved it.
+    On a virtual machine an idle virtual CPU looks preempted to the guest's scheduler, which
+    then prefers a busy CPU for a waking thread. Pinned, the worker always wakes on its own CPU
+    (~0.15 ms after a pause), and the calling thread, not pinned, is moved off it."""
+    global _pinned_pid, _pinned, _pin_tries
+    if _pinned_pid != os.getpid():  # (a forked child has workers of its own)
+        _pinned_pid, _pinned, _pin_tries = os.getpid(), [], 0
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+    if _pinned or _pin_tries >= PIN_TRIES or not PIN_BLAS or len(cpus) < 2 or blas.get_num_threads() < 2:
+        return _pinned
+    _pin_tries += 1
+    try:
+        workers = _blas_workers(blas)
+        for i, tid in enumerate(workers):
+            os.sched_setaffinity(tid, {cpus[(i + 1) % len(cpus)]})
+    except OSError:  # a thread gone, /proc not readable, no permission: leave them as they are
+        return _pinned
+    _pinned = workers
+    return _pinned
+
+
+def _wakes(tid: int) -> int:
+    """How many times thread ``tid`` of this process went to sleep and woke (its voluntary
+    context switches, /proc/self/task/<tid>/status); 0 for a thread that has exited."""
+    try:
+        with open(f"/proc/self/task/{tid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"voluntary_ctxt_switches"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _blas_workers(blas) -> list[int]:
+    """The thread ids of OpenBLAS's workers: the threads not started by Python that wake for
+    each of a few products on all of OpenBLAS's threads made 0.5 ms apart (with the short spin
+    ``import minirt`` sets they sleep in between), and not for the same products on one thread.
+    (CPU time cannot tell: the kernel adds up a spinning thread's time only at its ticks.) A
+    thread woken for some other reason wakes in both rounds, and is left out. With OpenBLAS's
+    default spin (0.1 s) its workers never sleep here: none is found, and none needs pinning
+    for pauses below 0.1 s."""
+    python_threads = {t.native_id for t in threading.enumerate()}
+    tids = [int(t) for t in os.listdir("/proc/self/task") if int(t) not in python_threads]
+    x = np.ones((256, 256), np.float32)  # 34 MFLOP: split over every OpenBLAS thread
+
+    def wakes(threads):
+        blas.set_num_threads(threads)
+        before = {t: _wakes(t) for t in tids}
+        for _ in range(6):
+            time.sleep(0.0005)  # longer than the workers' spin: they sleep, and wake for the product
+            np.matmul(x, x)
+        return {t: _wakes(t) - before[t] for t in tids}
+
+    n = blas.get_num_threads()
+    try:
+        shared, alone = wakes(n), wakes(1)
+    finally:
+        blas.set_num_threads(n)
+    return [t for t in tids if shared[t] >= 4 and alone[t] <= 1]
+
+
 def others_running(threads: int) -> bool:
     """Whether more threads than ours (``threads``: the caller and OpenBLAS's, still spinning)
     stay runnable on the machine — another process wants the cores. Linux's /proc/stat counts
@@ -234,16 +315,19 @@ def others_running(threads: int) -> bool:
     now and then: ~1 call in 500, 1-10 ms each, here); the pieces would not have been faster,
     and backing off for seconds made whole models 1.3-1.5x slower (DenseNet-121 81 vs 54 ms,
     SqueezeNet 12.6 vs 9.5, Inception-v2 64 vs 51: round-robin medians). A busy process is
-    runnable at every read. Where /proc/stat cannot be read, every slow call counts."""
+    runnable at every read. Where /proc/stat cannot be read, every slow call counts. A read that
+    finds no more than ``threads`` settles it at once (the fewest can only be fewer): the usual
+    answer costs one read, not 1 ms — it is asked after every slow call, and the first calls
+    after a pause are all slow."""
     try:
-        fewest = 1 << 30
         for k in range(3):
             if k:
                 time.sleep(0.0005)
             with open("/proc/stat", "rb") as f:
                 running = next(int(line.split()[1]) for line in f if line.startswith(b"procs_running"))
-            fewest = min(fewest, running)
-        return fewest > threads
+            if running <= threads:
+                return False
+        return True
     except (OSError, ValueError, StopIteration):
         return True
 
