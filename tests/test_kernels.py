@@ -536,6 +536,19 @@ def test_conv_integer_and_qlinear_conv_are_exact(cfg, xt, per_channel, channel_s
 
 
 @SETTINGS
+@given(conv_configs(), st.sampled_from([np.uint8, np.int8]), st.booleans(), st.integers(1, 200))
+def test_conv_integer_gemm_path_is_exact(cfg, xt, per_channel, channel_scale):
+    """The same, with the direct loops switched off (``DIRECT_MACS = 0``): every conv goes the
+    widen + im2col + exact float32 BLAS way (K in exact chunks for the long dot products)."""
+    old = kquant.DIRECT_MACS
+    kquant.DIRECT_MACS = 0
+    try:
+        test_conv_integer_and_qlinear_conv_are_exact.hypothesis.inner_test(cfg, xt, per_channel, channel_scale)
+    finally:
+        kquant.DIRECT_MACS = old
+
+
+@SETTINGS
 @given(st.integers(1, 9), st.integers(1, 1500), st.integers(1, 9), st.sampled_from([np.uint8, np.int8]),
        st.integers(0, 2**31))
 def test_qlinear_matmul_is_exact(M, K, N, dtype, seed):

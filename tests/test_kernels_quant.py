@@ -406,3 +406,15 @@ def test_prepared_matmul_steps_are_exact(shape, ta, per_column, bias, float_out,
 def test_prepared_step_is_named_as_its_kernel():
     step = kquant.prepare_qlinear_conv(kernel_shape=[3, 3])
     assert step.__name__ == "QLinearConv" and step.__wrapped__ is kquant.QLinearConv
+
+
+def test_conv_integer_long_dot_products_stay_exact():
+    """A dot product too long for the direct loops' int32 sums to be safe (40 000 taps of up to
+    255 * 255) goes the chunked way; the result is exact where it fits int32."""
+    x = np.zeros((1, 40000, 1, 1), np.uint8)
+    x[0, ::2] = 255  # x - 128: +127 and -128 in turn, the sum stays small
+    w = np.full((1, 40000, 1, 1), 127, np.int8)
+    got = kquant.ConvInteger(x, w, np.uint8(128), np.int8(-128))
+    want = rquant.ConvInteger(x, w, np.uint8(128), np.int8(-128))
+    assert got.dtype == np.int32 and got[0, 0, 0, 0] == (127 - 128) * 20000 * 255
+    np.testing.assert_array_equal(got, want)
