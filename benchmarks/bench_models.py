@@ -36,7 +36,7 @@ How it measures:
 
 ``--pause S`` times each run after S seconds of idle instead (no warm runs): the latency a
 script that runs a model now and then, or a camera loop with gaps, sees. It found minirt's runs
-after 0.1 s idle 10-90x slower than onnxruntime's (resnet_mini 55 ms against 0.6) until
+after 0.1 s idle 10-90x slower than onnxruntime's (resnet_mini 47-55 ms against 0.6) until
 OpenBLAS's workers were pinned (``minirt.kernels.gemm.pin_blas_workers``).
 
 ``--cold-start`` spawns fresh Python processes that time ``import minirt``, building an

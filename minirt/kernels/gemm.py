@@ -242,12 +242,13 @@ def pin_blas_workers(blas) -> list[int]:
 
     Why: a product after the workers slept for a while (~20 ms or more: ``import minirt`` makes
     them sleep after ~0.1 ms of spinning) took ~12 ms instead of 0.5 here, and a model run after a
-    pause of 0.1 s paid that on several products (resnet_mini 55 ms instead of 1). The woken
-    worker was queued on the CPU of the thread that called BLAS — which does its own share and
-    then spins until the worker is done — and ran only when the scheduler's next tick moved it.
-    On a virtual machine an idle virtual CPU looks preempted to the guest's scheduler, which
-    then prefers a busy CPU for a waking thread. Pinned, the worker always wakes on its own CPU
-    (~0.15 ms after a pause), and the calling thread, not pinned, is moved off it."""
+    pause of 0.1 s paid that on several products (resnet_mini 47 ms instead of 1). The slow
+    calls were not CPU time: most likely the woken worker was queued on the CPU of the thread
+    that called BLAS — which does its own share and then spins until the worker is done — and
+    ran only when the scheduler's next tick moved it. Pinned, the worker wakes on its own CPU
+    (products after any pause: 0.5 ms), and the calling thread, not pinned, is moved off it.
+    The cost: processes that all pin their workers share those CPUs (the back-off of
+    ``_own_threads`` then takes over, as on any busy machine)."""
     global _pinned_pid, _pinned, _pin_tries
     if _pinned_pid != os.getpid():  # (a forked child has workers of its own)
         _pinned_pid, _pinned, _pin_tries = os.getpid(), [], 0
