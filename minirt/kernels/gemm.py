@@ -232,6 +232,7 @@ PIN_TRIES = 3  # looks for the workers per process at most (none found: a busy m
 _pinned_pid = None  # the process whose OpenBLAS workers pin_blas_workers looked for
 _pinned: list[int] = []  # their thread ids, pinned
 _pin_tries = 0
+_pin_lock = threading.Lock()
 
 
 def pin_blas_workers(blas) -> list[int]:
@@ -250,20 +251,21 @@ def pin_blas_workers(blas) -> list[int]:
     The cost: processes that all pin their workers share those CPUs (the back-off of
     ``_own_threads`` then takes over, as on any busy machine)."""
     global _pinned_pid, _pinned, _pin_tries
-    if _pinned_pid != os.getpid():  # (a forked child has workers of its own)
-        _pinned_pid, _pinned, _pin_tries = os.getpid(), [], 0
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
-    if _pinned or _pin_tries >= PIN_TRIES or not PIN_BLAS or len(cpus) < 2 or blas.get_num_threads() < 2:
+    with _pin_lock:  # (two threads running sessions at once would each count the other's wakes)
+        if _pinned_pid != os.getpid():  # (a forked child has workers of its own)
+            _pinned_pid, _pinned, _pin_tries = os.getpid(), [], 0
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+        if _pinned or _pin_tries >= PIN_TRIES or not PIN_BLAS or len(cpus) < 2 or blas.get_num_threads() < 2:
+            return _pinned
+        _pin_tries += 1
+        try:
+            workers = _blas_workers(blas)
+            for i, tid in enumerate(workers):
+                os.sched_setaffinity(tid, {cpus[(i + 1) % len(cpus)]})
+        except OSError:  # a thread gone, /proc not readable, no permission: leave them as they are
+            return _pinned
+        _pinned = workers
         return _pinned
-    _pin_tries += 1
-    try:
-        workers = _blas_workers(blas)
-        for i, tid in enumerate(workers):
-            os.sched_setaffinity(tid, {cpus[(i + 1) % len(cpus)]})
-    except OSError:  # a thread gone, /proc not readable, no permission: leave them as they are
-        return _pinned
-    _pinned = workers
-    return _pinned
 
 
 def _wakes(tid: int) -> int:
