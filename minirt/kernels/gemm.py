@@ -45,6 +45,10 @@ onnxruntime (whose thread pool lets the caller do the work nobody picked up). So
 
 The thread count is OpenBLAS's (so ``InferenceSession(threads=N)``, which caps it with
 threadpoolctl, still applies). Other BLAS libraries than OpenBLAS keep plain ``np.matmul``.
+
+Before the first product on OpenBLAS's own threads, ``pin_blas_workers`` pins each of its worker
+threads to a CPU of its own: a product after a pause otherwise waited ~12 ms for its worker
+(a run of resnet_mini after 0.1 s idle: 47 ms instead of 2).
 """
 
 from __future__ import annotations
