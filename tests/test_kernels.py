@@ -899,3 +899,17 @@ def test_openblas_workers_are_pinned_once_per_process(pin):
         assert out.returncode == 0 and out.stdout.strip() == "pinned", out.stderr[-3000:]
     else:
         assert "no OpenBLAS worker found" in out.stderr  # nothing pinned
+
+
+def test_forked_child_pins_its_own_workers():
+    """After a fork the child's OpenBLAS starts workers of its own (new thread ids): the child
+    looks for them again rather than trusting the parent's list."""
+    if not hasattr(os, "fork") or not hasattr(os, "sched_setaffinity"):
+        pytest.skip("needs fork and thread affinity")
+    code = _PINNING.replace('print("pinned" if', 'parent = list(gemm._pinned)\npid = os.fork()\nif pid == 0:\n    gemm.matmul(a.T.copy(), a)\n    os._exit(0 if gemm._pinned_pid == os.getpid() and set(gemm._pinned).isdisjoint(parent) and gemm._pinned else 3)\n_, status = os.waitpid(pid, 0)\nassert os.waitstatus_to_exitcode(status) == 0, "the child did not pin its own workers"\nprint("pinned" if')
+    env = dict(os.environ, MINIRT_PIN_BLAS="1")
+    env.pop("OPENBLAS_THREAD_TIMEOUT", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    if out.stdout.strip() == "skip":
+        pytest.skip("needs OpenBLAS with 2 threads and 2 CPUs")
+    assert out.returncode == 0 and out.stdout.strip() == "pinned", out.stderr[-3000:]

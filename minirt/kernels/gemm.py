@@ -209,8 +209,8 @@ def matmul(a, b, out=None):
     n_pieces = min(threads * CHUNKS_PER_THREAD, width // MIN_PIECE)
     big = threads > 1 and flops >= OWN_MIN_FLOPS and n_pieces >= 2
     if big and time.perf_counter() >= _own_after:
-        if not _pinned and (_pin_tries < PIN_TRIES or _pinned_pid != os.getpid()):
-            pin_blas_workers(blas)  # once per process (see there)
+        if _pinned_pid != os.getpid() or (not _pinned and _pin_tries < PIN_TRIES):
+            pin_blas_workers(blas)  # once per process (a forked child too: see there)
         return _own_threads(a, b, out)  # OpenBLAS's own threads, unless they were starved lately
     if threads > 1:
         blas.set_num_threads(1)  # every BLAS call below runs on the thread that makes it
@@ -293,9 +293,10 @@ def _blas_workers(blas) -> list[int]:
     thread woken for some other reason wakes in both rounds, and is left out. With OpenBLAS's
     default spin (0.1 s) its workers never sleep here: none is found, and none needs pinning
     for pauses below 0.1 s."""
+    x = np.ones((256, 256), np.float32)  # 34 MFLOP: split over every OpenBLAS thread
+    np.matmul(x, x)  # (after a fork OpenBLAS starts its workers on the first such product)
     python_threads = {t.native_id for t in threading.enumerate()}
     tids = [int(t) for t in os.listdir("/proc/self/task") if int(t) not in python_threads]
-    x = np.ones((256, 256), np.float32)  # 34 MFLOP: split over every OpenBLAS thread
 
     def wakes(threads):
         blas.set_num_threads(threads)

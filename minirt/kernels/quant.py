@@ -989,8 +989,8 @@ def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
 def _qlinear_conv_runner(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
                          B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                          pads=None, strides=None):
-    """QLinearConv's runner for one node (``prepare_runner``): small stride-1 convs only, as the
-    direct loops then the requantization pass — two kernel calls, nothing else per run."""
+    """QLinearConv's runner for one node (``prepared_step``): small stride-1 convs only, as one
+    call of the direct loops with the requantization in them — nothing else per run."""
     conv = _conv_prep(x.shape, x.dtype, w, w_zero_point, auto_pad, dilations, group, pads, strides)
     if conv is False or conv[7] is None or conv[6] or np.size(x_zero_point) > 1:
         return None  # (1-D convs, and the rest, go the general way)
