@@ -521,6 +521,10 @@ def test_matmul_integer_is_exact(M, K, N, ta, tb, zp_kind, seed):
 @SETTINGS
 @given(conv_configs(), st.sampled_from([np.uint8, np.int8]), st.booleans(), st.integers(1, 200))
 def test_conv_integer_and_qlinear_conv_are_exact(cfg, xt, per_channel, channel_scale):
+    _check_conv_integer_and_qlinear_conv(cfg, xt, per_channel, channel_scale)
+
+
+def _check_conv_integer_and_qlinear_conv(cfg, xt, per_channel, channel_scale):
     N, C, spatial, M, G, kernel, bias, attrs, seed = cfg
     rng = np.random.default_rng(seed)
     if G == 1:
@@ -543,7 +547,7 @@ def test_conv_integer_gemm_path_is_exact(cfg, xt, per_channel, channel_scale):
     old = kquant.DIRECT_MACS
     kquant.DIRECT_MACS = 0
     try:
-        test_conv_integer_and_qlinear_conv_are_exact.hypothesis.inner_test(cfg, xt, per_channel, channel_scale)
+        _check_conv_integer_and_qlinear_conv(cfg, xt, per_channel, channel_scale)
     finally:
         kquant.DIRECT_MACS = old
 
