@@ -1,0 +1,34 @@
+"""benchmarks/bench_models.py runs (a smoke test: one round on the bundled model, no timing
+asserted — the numbers are the benchmark's business, not a test's)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
+
+
+def _bench_models():
+    sys.path.insert(0, str(SCRIPT.parent))  # its `fair` module
+    try:
+        spec = importlib.util.spec_from_file_location("bench_models", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
+@pytest.mark.parametrize("pause", ["0", "0.001"])
+def test_bench_models_one_round(pause, capsys):
+    """One steady-state round, and one round after a pause (``--pause``), on digits_cnn."""
+    bm = _bench_models()
+    assert bm.main(["--models", "digits_cnn", "--repeats", "1", "--no-reference", "--pause", pause]) == 0
+    out = capsys.readouterr().out
+    assert "digits_cnn" in out and "minirt/ORT" in out
+    assert ("each timed run after 0.001 s of idle" in out) == (pause != "0")
