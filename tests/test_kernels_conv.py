@@ -295,3 +295,22 @@ def test_prepared_node_keeps_a_few_shapes_and_falls_back():
     np.testing.assert_array_equal(conv(x16, w16), rconv.Conv(x16, w16, pads=[1, 1, 1, 1]))
     x1d, w1d = _rand(rng, (2, 3, 9)), _rand(rng, (4, 3, 3))  # a 1-D conv: the unprepared kernel
     _close(conv(x1d, w1d), rconv.Conv(x1d, w1d, pads=[1, 1]))
+
+
+def test_two_bands_run_whole(monkeypatch):
+    """A conv whose columns and product two bands would cover runs whole, on OpenBLAS's own
+    threads; from three bands the threads share the bands (run_blas_pieces)."""
+    rng = np.random.default_rng(5)
+    x, w = _rand(rng, (1, 4, 12, 12)), _rand(rng, (6, 4, 3, 3))
+    want = rconv.Conv(x, w, pads=[1, 1, 1, 1])
+    per_row = (4 * 9 + 6) * 14 * 4  # bytes of columns and product of one output row (runs: 14 wide)
+    calls = []
+    real = kconv.run_blas_pieces
+    monkeypatch.setattr(kconv, "run_blas_pieces", lambda pieces: (calls.append(len(pieces)), real(pieces))[1])
+    monkeypatch.setattr(kconv, "BAND_MIN_COLUMNS", 1)
+    monkeypatch.setattr(kconv, "blas_threads", lambda: 2)
+    for rows, banded in ((6, False), (7, False), (5, True), (2, True)):  # 12 output rows
+        calls.clear()
+        monkeypatch.setattr(kconv, "BAND_BYTES", rows * per_row)
+        _close(kconv.Conv(x, w, pads=[1, 1, 1, 1]), want)
+        assert bool(calls) == banded, (rows, calls)

@@ -551,8 +551,12 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
     # medians: 3->64 3x3 on 224x224 9.6 -> 3.3 ms, the 3->64 7x7/2 stem 2.6 -> 2.0, 32->64 3x3 on
     # 112x112 5.5 -> 4.0, 64->64 on 224x224 42.9 -> 27.0 (the copies release the GIL, so the
     # threads copy at once; with the Numba im2col that held it, shallow convs lost).
+    # A conv that two bands would cover runs whole, on OpenBLAS's own threads: its columns and
+    # product (< 2 x BAND_BYTES) stay in the shared cache, and two single-threaded products at
+    # once ran slower than one on both threads (squeezenet's 16->64 3x3 on 55x55: 1.65 -> 0.51 ms
+    # alone; light geomean 1.55 -> 1.51 over three alternating pairs of runs, stop 10).
     rows = max(1, BAND_BYTES // ((C * kh * kw + M) * width * dtype.itemsize), -(-BAND_MIN_COLUMNS // width))
-    banded = rows < oh  # on more than one thread: the count is read at run time (threads=N caps it)
+    banded = 2 * rows < oh  # three bands or more (the thread count is read at run time: threads=N caps it)
     # no padding before, and the windows end inside the image (SAME_UPPER may pad after only):
     # the windows read the image itself (a 1x1/2 conv), no padded copy
     unpadded = not runs and not any(pads) and Hp <= H and Wp <= Wd
