@@ -910,7 +910,7 @@ def test_forked_child_pins_its_own_workers():
     looks for them again rather than trusting the parent's list."""
     if not hasattr(os, "fork") or not hasattr(os, "sched_setaffinity"):
         pytest.skip("needs fork and thread affinity")
-    code = _PINNING.replace('print("pinned" if', 'parent = list(gemm._pinned)\npid = os.fork()\nif pid == 0:\n    gemm.matmul(a.T.copy(), a)\n    os._exit(0 if gemm._pinned_pid == os.getpid() and set(gemm._pinned).isdisjoint(parent) and gemm._pinned else 3)\n_, status = os.waitpid(pid, 0)\nassert os.waitstatus_to_exitcode(status) == 0, "the child did not pin its own workers"\nprint("pinned" if')
+    code = _PINNING.replace('print("pinned" if', 'parent = list(gemm._pinned)\npid = os.fork()\nif pid == 0:\n    gemm.matmul(a.T.copy(), a)\n    os._exit(0 if gemm._pin_tries == 1 and set(gemm._pinned).isdisjoint(parent) and gemm._pinned else 3)\n_, status = os.waitpid(pid, 0)\nassert os.waitstatus_to_exitcode(status) == 0, "the child did not pin its own workers"\nprint("pinned" if')
     env = dict(os.environ, MINIRT_PIN_BLAS="1")
     env.pop("OPENBLAS_THREAD_TIMEOUT", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

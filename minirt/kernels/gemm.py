@@ -209,8 +209,8 @@ def matmul(a, b, out=None):
     n_pieces = min(threads * CHUNKS_PER_THREAD, width // MIN_PIECE)
     big = threads > 1 and flops >= OWN_MIN_FLOPS and n_pieces >= 2
     if big and time.perf_counter() >= _own_after:
-        if _pinned_pid != os.getpid() or (not _pinned and _pin_tries < PIN_TRIES):
-            pin_blas_workers(blas)  # once per process (a forked child too: see there)
+        if not _pinned and _pin_tries < PIN_TRIES:
+            pin_blas_workers(blas)  # once per process (a forked child too: see _forget_pinned)
         return _own_threads(a, b, out)  # OpenBLAS's own threads, unless they were starved lately
     if threads > 1:
         blas.set_num_threads(1)  # every BLAS call below runs on the thread that makes it
@@ -233,10 +233,20 @@ def matmul(a, b, out=None):
 
 PIN_BLAS = os.environ.get("MINIRT_PIN_BLAS", "1") != "0"  # MINIRT_PIN_BLAS=0: leave them be
 PIN_TRIES = 3  # looks for the workers per process at most (none found: a busy machine, or none)
-_pinned_pid = None  # the process whose OpenBLAS workers pin_blas_workers looked for
-_pinned: list[int] = []  # their thread ids, pinned
+_pinned: list[int] = []  # the thread ids of this process's OpenBLAS workers, pinned
 _pin_tries = 0
 _pin_lock = threading.Lock()
+
+
+def _forget_pinned() -> None:
+    """In a forked child: OpenBLAS starts workers of its own (new thread ids), to be looked for
+    again."""
+    global _pinned, _pin_tries, _pin_lock
+    _pinned, _pin_tries, _pin_lock = [], 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pinned)
 
 
 def pin_blas_workers(blas) -> list[int]:
@@ -254,10 +264,8 @@ def pin_blas_workers(blas) -> list[int]:
     (products after any pause: 0.5 ms), and the calling thread, not pinned, is moved off it.
     The cost: processes that all pin their workers share those CPUs (the back-off of
     ``_own_threads`` then takes over, as on any busy machine)."""
-    global _pinned_pid, _pinned, _pin_tries
+    global _pinned, _pin_tries
     with _pin_lock:  # (two threads running sessions at once would each count the other's wakes)
-        if _pinned_pid != os.getpid():  # (a forked child has workers of its own)
-            _pinned_pid, _pinned, _pin_tries = os.getpid(), [], 0
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
         if _pinned or _pin_tries >= PIN_TRIES or not PIN_BLAS or len(cpus) < 2 or blas.get_num_threads() < 2:
             return _pinned
