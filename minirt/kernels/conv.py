@@ -214,25 +214,29 @@ def _activate(v, lo, hi, hard, alpha, beta):
     return v * h if hard == 2 else h
 
 
-def _epilogue_loops(y, bias, z, lo, hi, hard, alpha, beta):
-    """y[m, r, c] = act(y[m, r, c] + bias[m] + z[m, r, c]), in place: a conv's bias, residual Add
-    and activation in ONE pass over its output (NumPy would make one pass for each).
+def _epilogue_loops(y, r0, r1, bias, z, lo, hi, hard, alpha, beta):
+    """y[m, r, c] = act(y[m, r, c] + bias[m] + z[m, r, c]) for rows r0 <= r < r1, in place: a
+    conv's bias, residual Add and activation in ONE pass over its output (NumPy would make one
+    pass for each).
 
     act: :func:`_activate` (none / Relu / Clip: a clip to [lo, hi]; HardSigmoid, HardSwish).
     y [M, R, C] (read and written), bias [M] (zeros: none), z [M, R, C] or [0, 0, 0] (none),
     lo / hi / alpha / beta scalars of y's dtype. The arithmetic is the unfused ops' own, in their
     order ((y + bias) + z, then alpha*v + beta): the result is bit-identical. NaN passes the clips
-    (comparisons with NaN are false), as np.maximum / np.clip keep it. Two details keep the inner
-    loop vectorized (5-10x faster, measured on [256, 56, 56]): y is ONE argument (a separate
-    source that aliases it makes LLVM's runtime overlap check fail, and the loop runs scalar),
-    and the scalars have y's dtype (float64 bounds against float32 values convert every element;
-    for the same reason the clip bounds of HardSigmoid come in as lo / hi, not as literals).
+    (comparisons with NaN are false), as np.maximum / np.clip keep it. Three details keep the
+    inner loop vectorized (5-10x faster, measured on [256, 56, 56]): y is ONE argument (a separate
+    source that aliases it makes LLVM's runtime overlap check fail, and the loop runs scalar); y
+    and z are whole C-contiguous images and a band is the rows [r0, r1) (a view of a band,
+    y[:, r0:r1], is not contiguous: Numba then types its rows as strided and the loop runs scalar,
+    7x slower); and the scalars have y's dtype (float64 bounds against float32 values convert
+    every element; for the same reason the clip bounds of HardSigmoid come in as lo / hi, not as
+    literals).
     """
-    M, R, C = y.shape
+    M, _, C = y.shape
     has_z = z.shape[0] > 0
     for m in range(M):
         bm = bias[m]
-        for r in range(R):
+        for r in range(r0, r1):
             d = y[m, r]
             zr = z[m, r] if has_z else d  # (d: a placeholder, never read without Z)
             for c in range(C):
@@ -242,19 +246,22 @@ def _epilogue_loops(y, bias, z, lo, hi, hard, alpha, beta):
                 d[c] = _activate(v, lo, hi, hard, alpha, beta)
 
 
-def _crop_epilogue_loops(src, y, bias, z, lo, hi, hard, alpha, beta):
-    """y[m, r, c] = act(src[m, r, c] + bias[m] + z[m, r, c]) for c < y's width: the same pass
-    as :func:`_epilogue_loops`, reading a product computed over the padded width (the stride-1
-    runs; src [M, R, Wp], y [M, R, C], C <= Wp), so the extra columns are dropped in it instead
-    of by a copy before it. src and y never overlap: the inner loop vectorizes."""
-    M, R, C = y.shape
+def _crop_epilogue_loops(src, y, r0, bias, z, lo, hi, hard, alpha, beta):
+    """y[m, r0 + r, c] = act(src[m, r, c] + bias[m] + z[m, r0 + r, c]) for c < y's width: the
+    same pass as :func:`_epilogue_loops`, reading the product of a band of rows computed over the
+    padded width (the stride-1 runs; src [M, R, Wp], y and z whole images [M, oh, C], C <= Wp),
+    so the extra columns are dropped in it instead of by a copy before it. src and y never
+    overlap, and both are C-contiguous: the inner loop vectorizes (a band of y passed as a view,
+    y[:, r0:r1], ran scalar: 86 -> 13 us for [64, 28, 111])."""
+    M, R, _ = src.shape
+    C = y.shape[2]
     has_z = z.shape[0] > 0
     for m in range(M):
         bm = bias[m]
         for r in range(R):
             s = src[m, r]
-            d = y[m, r]
-            zr = z[m, r] if has_z else d  # (d: a placeholder, never read without Z)
+            d = y[m, r0 + r]
+            zr = z[m, r0 + r] if has_z else d  # (d: a placeholder, never read without Z)
             for c in range(C):
                 v = s[c] + bm
                 if has_z:
@@ -469,10 +476,7 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
     def finish(y, z_all, n, oy0, oy1):
         """Bias, Z and the clip in one pass over output rows [oy0, oy1) of image n."""
         if epilogue or z_all is not None:
-            whole = oy0 == 0 and oy1 == oh  # (a slice of all rows costs ~0.3 us more than none)
-            epilogue_loops(y[n] if whole else y[n, :, oy0:oy1], b,
-                           no_z if z_all is None else z_all[n] if whole else z_all[n, :, oy0:oy1], lo, hi,
-                           hard, alpha, beta)
+            epilogue_loops(y[n], oy0, oy1, b, no_z if z_all is None else z_all[n], lo, hi, hard, alpha, beta)
 
     def z_of(Z):  # Z as the epilogue reads it
         return None if Z is None else np.ascontiguousarray(Z, dtype=dtype)
@@ -537,8 +541,8 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         if not runs:
             finish(y, z_all, n, oy0, oy1)
         elif epilogue or z_all is not None:  # drop the columns computed over the right padding, in the epilogue's pass
-            crop_epilogue_loops(out, y[n, :, oy0:oy1], b, no_z if z_all is None else z_all[n, :, oy0:oy1],
-                                lo, hi, hard, alpha, beta)  # [M, rows, Wq] -> [M, rows, ow]
+            crop_epilogue_loops(out, y[n], oy0, b, no_z if z_all is None else z_all[n],
+                                lo, hi, hard, alpha, beta)  # [M, rows, Wq] -> rows [oy0, oy1) of [M, oh, ow]
         else:
             np.copyto(y[n, :, oy0:oy1], out[:, :, :ow])  # [M, rows, Wq] -> [M, rows, ow]
 
