@@ -107,6 +107,32 @@ def test_nan_wins_and_infinities():
         np.testing.assert_array_equal(kpool.max_pool_values(x, **attrs), rpool.MaxPool(x, **attrs)[0])
 
 
+def test_has_nan_reads_the_bits_of_every_nan():
+    """The NaN scan behind the plain comparisons: any NaN bit pattern (quiet, signalling, with the
+    sign bit set) counts, the infinities and the largest finite values do not."""
+    for dtype, itype, nans in ((np.float32, np.uint32, [0x7FC00000, 0xFFC00000, 0x7F800001, 0xFFFFFFFF]),
+                               (np.float64, np.uint64, [0x7FF8000000000000, 0xFFF8000000000000,
+                                                        0x7FF0000000000001, 0xFFFFFFFFFFFFFFFF])):
+        x = np.array([0.0, -1.5, np.inf, -np.inf, np.finfo(dtype).max, -np.finfo(dtype).max], dtype)
+        assert not kpool.has_nan(x)
+        for bits in nans:
+            y = np.concatenate([x, np.array([bits], itype).view(dtype), x])
+            assert kpool.has_nan(y), hex(bits)
+    assert not kpool.has_nan(np.array([3, 4], np.uint8)) and not kpool.has_nan(np.zeros(0, np.float32))
+
+
+def test_prepared_pool_node_lets_a_nan_win():
+    """A prepared MaxPool node whose input holds a NaN, on the run after a NaN-free one: the NaN
+    wins its windows (the plain loops would drop it), the other windows are unchanged."""
+    x = np.random.default_rng(3).standard_normal((1, 3, 11, 11)).astype(np.float32)
+    node = kpool.prepare_pool(kpool.max_pool_values, kernel_shape=[3, 3], strides=[2, 2])
+    np.testing.assert_array_equal(node(x), rpool.MaxPool(x, kernel_shape=[3, 3], strides=[2, 2])[0])
+    x[0, 1, 4, 4] = np.nan
+    got, want = node(x), rpool.MaxPool(x, kernel_shape=[3, 3], strides=[2, 2])[0]
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got).sum() == 4  # the four windows that hold (4, 4)
+
+
 def test_size_one_dims():
     x = np.random.default_rng(2).standard_normal((1, 1, 1, 5)).astype(np.float32)
     for attrs in (dict(kernel_shape=[1, 3], strides=[1, 2]), dict(kernel_shape=[1, 1]),
