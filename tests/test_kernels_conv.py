@@ -2,7 +2,7 @@
 
 Paths: depthwise loops (serial and parallel builds; stride 1 runs the flat-plane loop, other
 strides the phase-split rows), the stride-1 run copy (``wide_columns``), the strided im2col, the
-pointwise GEMM and the shifted GEMM. Tolerance: float32 sums of up to ~600 products of values in
+pointwise GEMM, the shifted GEMM and the direct loops of small group-1 convs. Tolerance: float32 sums of up to ~600 products of values in
 [-1, 1], in another order than the reference's: 1e-4 relative / absolute.
 """
 
@@ -82,6 +82,47 @@ def test_stride1_paths_match_reference(case, bias):
     x, w = _rand(rng, (N, C, *HW)), _rand(rng, (M, C // G, *k))
     b = _rand(rng, (M,)) if bias else None
     _close(kconv.Conv(x, w, b, **attrs), rconv.Conv(x, w, b, **attrs))
+
+
+@st.composite
+def direct_cases(draw):
+    k = [draw(st.integers(1, 5)), draw(st.integers(1, 5))]
+    s = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    d = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
+    extent = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
+    pads = [draw(st.integers(0, e - 1)) for e in extent] + [draw(st.integers(0, e - 1)) for e in extent]
+    HW = [draw(st.integers(e, e + 9)) for e in extent]
+    C, M, N = draw(st.integers(1, 6)), draw(st.integers(1, 9)), draw(st.integers(1, 2))
+    return N, C, M, HW, k, dict(strides=s, dilations=d, pads=pads), draw(st.integers(0, 2**31))
+
+
+@SETTINGS
+@given(direct_cases(), st.booleans())
+def test_direct_loops_match_reference(case, bias):
+    """The direct loops of small group-1 convs, forced at any size: kernels of 1-5 taps a row
+    (passes of three taps and the rest), strides and dilations (stride phases), any pads, output
+    channels that are not a multiple of four, batch 2."""
+    N, C, M, HW, k, attrs, seed = case
+    rng = np.random.default_rng(seed)
+    x, w = _rand(rng, (N, C, *HW)), _rand(rng, (M, C, *k))
+    b = _rand(rng, (M,)) if bias else None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kconv, "DIRECT_MIN_LENGTH", 1)  # every group-1 conv of more than one tap
+        got = kconv.Conv(x, w, b, **attrs)
+    _close(got, rconv.Conv(x, w, b, **attrs))
+
+
+def test_direct_path_is_taken_for_small_convs_only():
+    """The size rule: resnet_mini's 16->16 3x3 on 32x32 runs direct, a 16->64 3x3 on 55x55 (28 M
+    multiply-adds) and an 8x8 map (passes of 80) do not."""
+    w = np.zeros((16, 16, 3, 3), np.float32)
+    run = kconv.conv2d_runner((1, 16, 32, 32), np.dtype(np.float32), w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, (32, 32))
+    assert run.__name__ == "run_direct"
+    big = kconv.conv2d_runner((1, 16, 55, 55), np.dtype(np.float32), np.zeros((64, 16, 3, 3), np.float32), None,
+                              (1, 1), (1, 1, 1, 1), (1, 1), 1, (55, 55))
+    small_map = kconv.conv2d_runner((1, 48, 8, 8), np.dtype(np.float32), np.zeros((48, 48, 3, 3), np.float32), None,
+                                    (1, 1), (1, 1, 1, 1), (1, 1), 1, (8, 8))
+    assert big.__name__ != "run_direct" and small_map.__name__ != "run_direct"
 
 
 @pytest.mark.parametrize("extra", [0.0, 1.0])
@@ -207,7 +248,17 @@ _PATHS = {  # name: (C, M, group, kernel, strides, image) picking one path of co
     "runs": (4, 6, 1, 3, 1, 12), "im2col": (4, 6, 1, 3, 2, 11), "im2col 7x7": (3, 5, 1, 3, 1, 5),
     "grouped runs": (4, 6, 2, 3, 1, 12), "unpadded 1x1/2": (5, 7, 1, 1, 2, 9),
     "strided runs": (3, 5, 1, 3, 2, 41),  # 3x3/2 on 41x41: the stride phases' runs (1 extra column in 21)
+    "direct": (4, 6, 1, 3, 1, 12), "strided direct": (3, 5, 1, 3, 2, 41),  # the direct loops (M % 4 = 2, 1)
 }
+
+
+def _take_path(monkeypatch, path):
+    """The direct loops for the "direct" paths (whatever their size), never for the others (they
+    would take small convs from the column paths these tests are about)."""
+    if "direct" in path:
+        monkeypatch.setattr(kconv, "DIRECT_MIN_LENGTH", 1)
+    else:
+        monkeypatch.setattr(kconv, "DIRECT_MACS", 0)
 
 
 @pytest.mark.parametrize("path", sorted(_PATHS))
@@ -223,6 +274,7 @@ def test_fused_epilogue_is_the_unfused_sequence(monkeypatch, path, activation, w
     if banded:
         for name, value in (("BAND_BYTES", 1), ("BAND_MIN_COLUMNS", 1)):
             monkeypatch.setattr(kconv, name, value)
+    _take_path(monkeypatch, path)
     C, M, G, k, s, hw = _PATHS[path]
     rng = np.random.default_rng(5)
     x, w, b = _rand(rng, (2, C, hw, hw)), _rand(rng, (M, C // G, k, k)), _rand(rng, (M,))
@@ -250,12 +302,13 @@ def _fused(activation="Relu", params=None, **attrs):
 
 
 @pytest.mark.parametrize("path", sorted(_PATHS))
-def test_prepared_node_follows_shapes_and_weights(path):
+def test_prepared_node_follows_shapes_and_weights(monkeypatch, path):
     """A prepared node keeps a runner per input shape with the arrays it was built for: other
     shapes, other weight arrays, or the same writeable weights changed in place between runs
     must all give what the unprepared kernel gives (it holds views, never copies)."""
     from minirt.passes import fused_ops
 
+    _take_path(monkeypatch, path)
     C, M, G, k, s, hw = _PATHS[path]
     rng = np.random.default_rng(7)
     attrs = dict(pads=[1, 1, 1, 1] if k == 3 else [0] * 4, strides=[s, s], group=G, kernel_shape=[k, k])

@@ -334,6 +334,51 @@ def _run_columns(xp, cols, kh, kw, sh, sw, dh, dw, oy0, rows, Wq):
                     dst[j] = src[j]
 
 
+def _direct_conv_loops(xp, w, sh, sw, dh, dw, Wq, out):
+    """out[m, oy, q] = sum over c, ky, kx of w[m, c, ky, kx] * padded x[c, oy*sh + ky*dh, q*sw + kx*dw]:
+    a small group-1 conv straight from the stride phases of its padded image, no column matrix.
+
+    xp [C, sh*sw, (Hq+1)*Wq] (:func:`padded_phases`), w [M, C, kh, kw], out [M, oh, Wq] (output
+    rows over a phase's width, as the runs compute them; the epilogue drops the extra columns).
+    Tap (ky, kx) of channel c is one contiguous run of one phase, as in :func:`_run_columns`;
+    instead of copying it into a column matrix, the loop multiplies it in: four output channels
+    and three taps of a kernel row a pass, so each loaded pixel feeds twelve multiply-adds and each
+    sum is loaded and stored once per three taps (LLVM vectorizes the pass; one channel and one
+    tap a pass ran 3x slower). A block past M repeats channel M - 1 and is not stored; a row of
+    fewer than three taps multiplies the missing ones by 0.
+    """
+    M, C, kh, kw = w.shape
+    L = out.shape[1] * Wq  # the outputs of a channel, over the phase's width
+    acc = np.empty((4, L), out.dtype)  # the sums of four output channels
+    for m in range(0, M, 4):
+        m1, m2, m3 = min(m + 1, M - 1), min(m + 2, M - 1), min(m + 3, M - 1)
+        acc[:] = 0
+        for c in range(C):
+            for ky in range(kh):
+                ry = ky * dh
+                for kx in range(0, kw, 3):  # taps kx, t1, t2 (t1, t2 repeat the last tap past kw, weighted 0)
+                    t1, t2 = min(kx + 1, kw - 1), min(kx + 2, kw - 1)
+                    on1, on2 = kx + 1 < kw, kx + 2 < kw
+                    r0, r1, r2 = kx * dw, t1 * dw, t2 * dw
+                    s0 = xp[c, (ry % sh) * sw + r0 % sw, (ry // sh) * Wq + r0 // sw:]  # runs from their start
+                    s1 = xp[c, (ry % sh) * sw + r1 % sw, (ry // sh) * Wq + r1 // sw:]
+                    s2 = xp[c, (ry % sh) * sw + r2 % sw, (ry // sh) * Wq + r2 // sw:]
+                    a0, a1, a2 = w[m, c, ky, kx], w[m, c, ky, t1] * on1, w[m, c, ky, t2] * on2
+                    b0, b1, b2 = w[m1, c, ky, kx], w[m1, c, ky, t1] * on1, w[m1, c, ky, t2] * on2
+                    c0, c1, c2 = w[m2, c, ky, kx], w[m2, c, ky, t1] * on1, w[m2, c, ky, t2] * on2
+                    d0, d1, d2 = w[m3, c, ky, kx], w[m3, c, ky, t1] * on1, w[m3, c, ky, t2] * on2
+                    for q in range(L):
+                        p0, p1, p2 = s0[q], s1[q], s2[q]
+                        acc[0, q] += a0 * p0 + a1 * p1 + a2 * p2
+                        acc[1, q] += b0 * p0 + b1 * p1 + b2 * p2
+                        acc[2, q] += c0 * p0 + c1 * p1 + c2 * p2
+                        acc[3, q] += d0 * p0 + d1 * p1 + d2 * p2
+        for i in range(min(4, M - m)):  # [4, L] -> out[m:m+4]
+            dst = out[m + i].reshape(L)
+            for q in range(L):
+                dst[q] = acc[i, q]
+
+
 # wrapped once: plain Python again under NUMBA_DISABLE_JIT=1
 _valid_range = numba.njit(cache=True, inline="always")(_valid_range)
 conv_loops = numba.njit(parallel=True, cache=True)(_conv_loops)
@@ -343,6 +388,7 @@ epilogue_loops = numba.njit(cache=True, nogil=True)(_epilogue_loops)  # nogil: t
 crop_epilogue_loops = numba.njit(cache=True, nogil=True)(_crop_epilogue_loops)
 pad_into = numba.njit(cache=True, nogil=True)(_pad_into)
 run_columns = numba.njit(cache=True, nogil=True)(_run_columns)
+direct_conv_loops = numba.njit(cache=True)(_direct_conv_loops)
 _depthwise_plane = numba.njit(cache=True, inline="always")(_depthwise_plane)
 depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
 # small convs: no thread-pool wake-up (~50 us); its own name, so its own Numba cache entry (_jit.py)
@@ -420,6 +466,12 @@ WIDE_MAX_EXTRA = 0.25  # stride-1 convs take the run copy while it adds at most 
 STRIDED_MAX_EXTRA = 0.05  # ... strided ones at most 5%: the phase split costs about what the strided view's
 #                           copy did (0.5 ns a pixel), so the gain is the runs' (7x7/2 stem 622 -> 258 us,
 #                           11x11/4 424 -> 197, 3x3/2 0.95-1.25x) against the extra GEMM columns
+DIRECT_MACS = 1 << 22  # multiply-adds an image up to which a group-1 conv runs the direct loops ...
+DIRECT_MIN_LENGTH = 256  # ... if their passes are this long at least (oh * Wq): single-threaded they
+#                          beat columns + BLAS on both cores where the copies and BLAS's start cost more
+#                          than the arithmetic (medians, us, columns -> direct: 16->16 3x3 on 32x32 112 -> 64,
+#                          32->32 on 16x16 95 -> 75, 16->32 3x3/2 on 32x32 74 -> 57; 48->48 on 8x8, length
+#                          80, 61 -> 69; 16->64 on 55x55, 28 M, 458 -> 881)
 BAND_BYTES = 2 << 20  # one band of output rows: its columns and its product, about one core's L2 (1 MiB) x 2
 BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slow on thin products
 
@@ -522,6 +574,23 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
 
     Hp, Wp = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1  # the padded image the windows read
     Hq, Wq = -(-Hp // sh), -(-Wp // sw)  # ... and each of its stride phases
+    if G == 1 and kh * kw > 1 and M * K * oh * ow <= DIRECT_MACS and oh * Wq >= DIRECT_MIN_LENGTH:
+        def run_direct(X, Z=None):
+            X, z_all = np.ascontiguousarray(X), z_of(Z)
+            y = np.empty(y_shape, dtype=dtype)
+            out = np.empty((M, oh, Wq), dtype=dtype)  # the sums over the phase's width
+            for n in range(N):
+                xp = padded_phases(X[n], ph, pw, sh, sw, Hq, Wq)  # [C, H, W] -> [C, sh*sw, (Hq+1)*Wq]
+                direct_conv_loops(xp, W, sh, sw, dh, dw, Wq, out)  # -> [M, oh, Wq]
+                if epilogue or z_all is not None:  # [M, oh, Wq] -> [M, oh, ow] (+ bias, Z, clip)
+                    crop_epilogue_loops(out, y[n], 0, b, no_z if z_all is None else z_all[n],
+                                        lo, hi, hard, alpha, beta)
+                else:
+                    np.copyto(y[n], out[:, :, :ow])  # [M, oh, Wq] -> [M, oh, ow]
+            return y
+
+        return run_direct
+
     # runs of the stride phases of the padded image (not for a 1x1/2: it reads a quarter of them)
     runs = (kh * kw > 1 or sh == sw == 1) and Wq - ow <= (WIDE_MAX_EXTRA if sh == sw == 1 else STRIDED_MAX_EXTRA) * ow
     width = Wq if runs else ow  # columns per output row (over the phases' width for the runs)
