@@ -125,6 +125,22 @@ def test_direct_path_is_taken_for_small_convs_only():
     assert big.__name__ != "run_direct" and small_map.__name__ != "run_direct"
 
 
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_pointwise_one_image_matches_reference(contiguous):
+    """The batch-1 group-1 pointwise runner (2-D views, no loop): with bias, a residual Z and Relu,
+    on a contiguous image and on a strided view of one."""
+    from minirt.passes import fused_ops
+
+    rng = np.random.default_rng(8)
+    x = _rand(rng, (1, 10, 6, 7))
+    x = x[:, ::2] if not contiguous else x[:, :5]
+    w, b, z = _rand(rng, (7, 5, 1, 1)), _rand(rng, (7,)), _rand(rng, (1, 7, 6, 7))
+    run = kconv.conv2d_runner(x.shape, x.dtype, w, b, (1, 1), (0, 0, 0, 0), (1, 1), 1, (6, 7))
+    assert run.__name__ == "run_pointwise_one"
+    _close(fused_ops.FusedConv_fast(x, w, b, z, activation="Relu"), np.maximum(rconv.Conv(x, w, b) + z, 0))
+    _close(kconv.Conv(x, w), rconv.Conv(x, w))
+
+
 @pytest.mark.parametrize("extra", [0.0, 1.0])
 def test_runs_and_windows_agree(monkeypatch, extra):
     """The same stride-1 conv down both column layouts (WIDE_MAX_EXTRA forces one or the other)."""
