@@ -43,7 +43,7 @@ def test_depthwise_loops_match_reference(case, build):
     got = np.empty_like(want)
     loops, chunks = (kconv.depthwise_loops, 2) if build == "parallel" else (kconv.depthwise_loops_serial, 1)
     (sh, sw), (dh, dw), p = attrs["strides"], attrs["dilations"], attrs["pads"]
-    loops(x, w, b, got, sh, sw, p[0], p[1], dh, dw, chunks)
+    loops(x, w, b, got, sh, sw, p[0], p[1], dh, dw, chunks, *kconv.NO_EPILOGUE)
     _close(got, want)
     if C > 1 and mult == 1:  # the op picks the depthwise path itself
         _close(kconv.Conv(x, w, b, **attrs), want)

@@ -130,12 +130,14 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
                 dst[j] = 0
 
 
-def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw, chunks):
+def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw, chunks, z, lo, hi, hard, alpha, beta):
     """Depthwise conv (group == C): output channel m reads only input channel c = m // (M/C).
 
-    y[n, m, oy, ox] = b[m] + sum_{ky, kx} w[m, 0, ky, kx] * xpad[n, c, oy*sh + ky*dh, ox*sw + kx*dw]
-    x [N, C, H, W], w [M, 1, kh, kw], b [M], y [N, M, oh, ow] (written); xpad is x with ph rows and
-    pw columns of zeros before it (and enough after).
+    y[n, m, oy, ox] = act(b[m] + sum_{ky, kx} w[m, 0, ky, kx] * xpad[n, c, oy*sh + ky*dh, ox*sw + kx*dw]
+    + z[n, m, oy, ox]): x [N, C, H, W], w [M, 1, kh, kw], b [M], y [N, M, oh, ow] (written); xpad
+    is x with ph rows and pw columns of zeros before it (and enough after). FusedConv's epilogue
+    comes in the pass that writes y: z [N, M, oh, ow] or [0, 0, 0, 0] (none), act
+    :func:`_activate` with lo / hi / hard / alpha / beta (none: lo = -inf, hi = inf, hard = 0).
 
     Each plane is first copied into a zero-padded buffer, flattened row by row (width Wp). The
     sums are taken at every position of the rows the outputs sit on, as at stride 1: position
@@ -164,10 +166,11 @@ def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw, chunks):
         part = np.zeros((Hp + 1) * Wp, x.dtype)  # (the padding stays 0: only image pixels are written)
         acc = np.empty(L, x.dtype)
         for nm in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):  # one (batch item, output channel) plane
-            _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, nm // M, nm % M, part, acc, Wp)
+            _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, nm // M, nm % M, part, acc, Wp,
+                             z, lo, hi, hard, alpha, beta)
 
 
-def _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, n, m, part, acc, Wp):
+def _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, n, m, part, acc, Wp, z, lo, hi, hard, alpha, beta):
     """Plane (n, m) of :func:`_depthwise_loops` in the buffers it is given: ``part``, the padded
     plane (rows of Wp; zeros outside the image), and ``acc``, the sums."""
     C, H, W = x.shape[1:]
@@ -196,11 +199,16 @@ def _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, n, m, part, acc, Wp):
                 src = row[kx * dw:]  # ... and to tap (ky, kx)
                 for i in range(L):
                     acc[i] += wv * src[i]
+    has_z = z.shape[0] > 0
     for oy in range(oh):
         row = acc[oy * sh * Wp:]  # the sums of the row output row oy sits on
         dst = y[n, m, oy]
+        zr = z[n, m, oy] if has_z else dst  # (dst: a placeholder, never read without Z)
         for ox in range(ow):  # the positions the outputs sit on (columns past them dropped)
-            dst[ox] = row[ox * sw]
+            v = row[ox * sw]
+            if has_z:
+                v = v + zr[ox]
+            dst[ox] = _activate(v, lo, hi, hard, alpha, beta)
 
 
 def _activate(v, lo, hi, hard, alpha, beta):
@@ -477,6 +485,9 @@ BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slo
 
 
 # per dtype: the epilogue's "no Z" and its "no bound" values, made once
+# depthwise_loops' epilogue arguments for none, float32: (z, lo, hi, hard, alpha, beta)
+NO_EPILOGUE = (np.empty((0, 0, 0, 0), np.float32), np.float32(-np.inf), np.float32(np.inf), 0, np.float32(0),
+               np.float32(0))
 _NO_Z_AND_BOUNDS = {np.dtype(t): (np.empty((0, 0, 0), t), t(-np.inf), t(np.inf)) for t in (np.float32, np.float64)}
 
 
@@ -539,12 +550,12 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         parallel = work >= DEPTHWISE_PARALLEL_MIN and numba.get_num_threads() > 1
         loops, chunks = (depthwise_loops, min(N * M, numba.get_num_threads())) if parallel else (depthwise_loops_serial, 1)
 
-        def run_depthwise(X, Z=None):
+        no_z4 = np.empty((0, 0, 0, 0), dtype)
+
+        def run_depthwise(X, Z=None):  # Z and the activation in the loops' last pass
             y = np.empty(y_shape, dtype=dtype)
-            loops(np.ascontiguousarray(X), W, bd, y, sh, sw, ph, pw, dh, dw, chunks)
-            z_all = z_of(Z)
-            for n in range(N):
-                finish(y, z_all, n, 0, oh)
+            loops(np.ascontiguousarray(X), W, bd, y, sh, sw, ph, pw, dh, dw, chunks,
+                  no_z4 if Z is None else z_of(Z), lo, hi, hard, alpha, beta)
             return y
 
         return run_depthwise

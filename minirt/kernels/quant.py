@@ -38,7 +38,7 @@ import weakref
 import numba
 import numpy as np
 
-from minirt.kernels.conv import depthwise_loops, im2col
+from minirt.kernels.conv import NO_EPILOGUE, depthwise_loops, im2col
 from minirt.kernels.gemm import matmul
 from minirt.kernels.matmul import matmul_blocked_loops
 from minirt.ops.conv import _window_pads
@@ -965,7 +965,8 @@ def _conv_exact(x, w, strides, pads, dilations, group, out_shape, chunk):
     G, L, K = group, oh * ow, Cg * kh * kw
     if G == C and Cg == 1 and G > 1 and K <= chunk:  # depthwise: float32 loops, exact (K <= chunk)
         yf = np.empty((N, M, oh, ow), dtype=np.float32)
-        depthwise_loops(x, w, np.zeros(M, np.float32), yf, sh, sw, ph, pw, dh, dw, min(N * M, numba.get_num_threads()))
+        depthwise_loops(x, w, np.zeros(M, np.float32), yf, sh, sw, ph, pw, dh, dw, min(N * M, numba.get_num_threads()),
+                        *NO_EPILOGUE)
         return yf
     y = np.empty((N, M, oh, ow), dtype=np.float32 if K <= chunk else np.int32)
     wg = w.reshape(G, M // G, K)  # [M, C/G, kh, kw] -> [G, M/G, C/G*K]
