@@ -5,10 +5,10 @@ The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
 - **depthwise** (``group == C``, one input channel per group): ``_depthwise_loops``, a direct
   loop (each output channel reads one input channel, so a GEMM would be a waste); each plane is
   copied into a zero-padded buffer first, so every tap is a long contiguous loop that LLVM
-  vectorizes (see its docstring). Numba's parallel build from ``DEPTHWISE_PARALLEL_MIN``
+  vectorizes (see its docstring); FusedConv's Z and activation are applied as it writes y. Numba's parallel build from ``DEPTHWISE_PARALLEL_MIN``
   multiply-adds, the serial build below (a thread-pool wake-up costs ~50 us);
 - **1x1, stride 1, no padding**: the image already *is* the column matrix,
-  ``Y[n] = W[M, C] @ X[n][C, H*W]`` — one GEMM, no copy at all;
+  ``Y[n] = W[M, C] @ X[n][C, H*W]`` — one GEMM, no copy at all (batch 1, group 1: on 2-D views);
 - **few output channels** (group 1, stride 1, no dilation, k x k, at most half as many output
   channels as input channels — DenseNet's 3x3 128->32): ``shifted_gemm``, no im2col at all. One GEMM
   multiplies every tap's weights by the zero-padded image, ``R[t*M + m, p] = W[m, :, t] . x[:, p]``,
@@ -16,6 +16,12 @@ The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
   flattened padded image (an output row is computed over the padded width; the extra columns are
   dropped). It writes kh*kw*M values per pixel where im2col writes kh*kw*C: 2x-4x less memory
   traffic when M is small. (Known as "kn2row".)
+- **small group-1 convs** (up to ``DIRECT_MACS`` multiply-adds an image, with passes of at
+  least ``DIRECT_MIN_LENGTH`` outputs: resnet_mini's 3x3 convs on 32x32 and 16x16 maps):
+  ``_direct_conv_loops``, no column matrix. It reads the stride phases of the padded image as
+  the runs below do, but multiplies each tap's run in place: four output channels and three taps
+  a pass, single-threaded. For these convs the column copy and BLAS's start cost more than the
+  arithmetic (16->16 3x3 on 32x32: 106-126 -> 63 us); on bigger ones BLAS on both cores wins;
 - **everything else 2-D** (strides, dilations, groups): a column matrix, then one ``matmul``
   (:mod:`minirt.kernels.gemm`: BLAS on both cores) multiplies every group at once
   ``[G, M/G, C/G*K] @ [G, C/G*K, L]``. The columns are **runs** (``_run_columns``): the image is
