@@ -7,14 +7,17 @@
 """
 
 import os as _os
+import sys as _sys
 
 # OpenBLAS's worker threads spin for 2**28 cycles (~0.1 s) after every multi-threaded product
 # before they sleep. minirt runs its own threads between products (Numba loops, bands of conv
 # columns); a spinning BLAS thread takes a core from them, and from onnxruntime when a benchmark
 # runs both. 2**18 cycles (~0.1 ms) keeps back-to-back products warm: measured on 2 cores,
 # minirt's Inception-v1 75 -> 49 ms, onnxruntime's ResNet-50 beside it 85 -> 39 ms. OpenBLAS
-# reads it when NumPy is first imported: it takes effect only if minirt is imported first (the
-# CLI, the benchmarks) or the variable is set in the environment; a user's own value wins.
+# reads it when NumPy is first imported; when NumPy came first (the usual order in a script),
+# minirt asks the loaded OpenBLAS to read it again (kernels/gemm.py: reread_blas_timeout). A
+# user's own value wins, and is left alone.
+_REREAD_BLAS_TIMEOUT = "numpy" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
 
 from minirt.errors import InputError, MinirtError, ModelLoadError, NodeError, UnsupportedOpError
@@ -23,6 +26,11 @@ from minirt.registry import op, register_op
 from minirt.session import InferenceSession, run
 
 __version__ = "0.1.0"
+
+if _REREAD_BLAS_TIMEOUT:
+    from minirt.kernels.gemm import reread_blas_timeout as _reread
+
+    _reread()
 
 
 def profile(model, inputs=None, **kwargs):
