@@ -453,7 +453,7 @@ def test_pow_matches_reference(shape, e, y_rank, dtype, seed):
 
 def test_big_inputs_take_the_parallel_loops():
     rng = np.random.default_rng(5)
-    x = _rand(rng, (64, 2048)) * 4  # above PARALLEL_MIN: the prange versions run (Softmax: NumPy's)
+    x = _rand(rng, (128, 2048)) * 4  # above PARALLEL_MIN: the prange versions run (Softmax: NumPy's)
     assert x.size >= ksoftmax.KERNEL_MAX and x.size >= knorm.PARALLEL_MIN and x.size >= kact.PARALLEL_MIN
     _close(ksoftmax.Softmax(x), rnorm.Softmax(x), 1e-6)
     _close(ksoftmax.LogSoftmax(x), rnorm.LogSoftmax(x), 1e-5)
