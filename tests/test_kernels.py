@@ -917,3 +917,51 @@ def test_forked_child_pins_its_own_workers():
     if out.stdout.strip() == "skip":
         pytest.skip("needs OpenBLAS with 2 threads and 2 CPUs")
     assert out.returncode == 0 and out.stdout.strip() == "pinned", out.stderr[-3000:]
+
+
+def _ulps(a, b):
+    """Distance in float32 ulps, element by element (finite a and b of one sign convention)."""
+    return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32).astype(np.int64))
+
+
+def test_float32_erf_is_within_one_ulp_and_keeps_the_special_values():
+    """The float32 Erf (a fitted rational function, scripts/fit_erf.py) against the correctly
+    rounded erf on a dense grid and at its edges; NaN, the infinities and signed zeros as the
+    C library's erf has them."""
+    import math
+
+    x = np.concatenate([np.linspace(-6, 6, 400_001, dtype=np.float32),
+                        np.array([0.0, -0.0, 1e-30, -1e-38, 1e-45, 3.9199998, 3.92, 3.9200001, -3.92, 1e30],
+                                 np.float32)])
+    want = np.array([math.erf(v) for v in x.astype(np.float64)]).astype(np.float32)
+    got = kact.Erf(x)
+    assert got.dtype == np.float32 and _ulps(got, want).max() <= 1
+    special = np.array([np.inf, -np.inf, np.nan, -0.0], np.float32)
+    got = kact.Erf(special)
+    assert got[0] == 1.0 and got[1] == -1.0 and np.isnan(got[2]) and got[3] == 0 and np.signbit(got[3])
+
+
+def test_float32_gelu_matches_the_float64_reference():
+    """Gelu on float32 computes 1 + erf in float64 from the fitted erf: within 1.5e-6 relative of
+    the float64 reference where Gelu is not tiny, 1e-7 absolute where it is (1 + erf cancels for
+    x < -3, where float32 arithmetic, onnxruntime's, would lose every digit: 2e-5 relative at
+    x = -3); +-inf and NaN as the reference."""
+    x = np.linspace(-8, 8, 200_001, dtype=np.float32)
+    got, want = kact.Gelu(x), ract.Gelu(x.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1.5e-6, atol=1e-7)
+    special = np.array([np.inf, -np.inf, np.nan], np.float32)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(kact.Gelu(special), ract.Gelu(special))
+
+
+def test_erf_fit_script_checks_the_kernels_coefficients():
+    """The coefficients in the kernel are the fit script's, and its float32 check passes on them."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+    try:
+        import fit_erf
+    finally:
+        sys.path.pop(0)
+    p = [getattr(kact, f"_P{i}") for i in range(7)]
+    q = [1.0] + [getattr(kact, f"_Q{i}") for i in range(1, 7)]
+    assert fit_erf.X_MAX == kact.ERF_X_MAX
+    assert fit_erf.check(np.array(p), np.array(q)) <= 1
