@@ -32,3 +32,14 @@ def test_bench_models_one_round(pause, capsys):
     out = capsys.readouterr().out
     assert "digits_cnn" in out and "minirt/ORT" in out
     assert ("each timed run after 0.001 s of idle" in out) == (pause != "0")
+
+
+def test_import_order_one_pair():
+    """benchmarks/import_order.py: one pair of fresh processes on digits_cnn, both orders print."""
+    import subprocess
+
+    script = SCRIPT.parent / "import_order.py"
+    out = subprocess.run([sys.executable, str(script), "--models", "digits_cnn", "--repeats", "3", "--pairs", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "numpy-first  digits_cnn" in out.stdout and "minirt-first digits_cnn" in out.stdout

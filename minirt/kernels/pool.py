@@ -14,8 +14,8 @@ Three ways to reduce a window, all here:
   thread wake-up costs more: the loops are memory-bound).
   Measured serial on this 2-core Zen 4, float32: [1,64,112,112] 3x3 s2 p1 0.21-0.23 ms with the
   NaN scan (0.29-0.30 with NaN-aware comparisons; the tap-by-tap NumPy it replaces: ~0.9 ms,
-  onnxruntime with 2 threads ~0.1-0.45 ms on the shared machine), [1,128,55,55] 3x3 s2 0.13-0.18
-  (0.16), [1,256,27,27] 3x3 s1 p1 0.11 ms (was 0.8 ms).
+  onnxruntime with 2 threads ~0.1-0.45 ms on the shared machine), [1,128,55,55] 3x3 s2 0.13 ms
+  (0.16-0.17 before), [1,256,27,27] 3x3 s1 p1 0.11 ms (was 0.8 ms).
 - **tap by tap** (``max_pool_taps``): for each of the kh*kw taps, one NumPy call over the strided
   view of the padded input that this tap reads for every output, ``y = max(y, x[:, :, ky::sh,
   kx::sw])``: kh*kw passes over [N, C, oh, ow]. The NumPy formulation, kept as a cross-check.
@@ -25,8 +25,9 @@ Three ways to reduce a window, all here:
 
 MaxPool pads with -inf (the dtype's minimum for integers): padding never wins; a NaN in a window
 wins (the rows-then-columns loops compare plainly, which vectorizes: a float input holding a NaN,
-found by one pass over its bits, runs tap by tap instead). AveragePool counts a window's elements in the image, or in the explicitly padded image with
-count_include_pad=1 — never the ceil_mode tail.
+found by one pass over its bits, runs tap by tap instead). AveragePool counts a window's
+elements in the image, or in the explicitly padded image with count_include_pad=1 — never the
+ceil_mode tail.
 
 Handles the common configurations: 1-D or 2-D, no dilation, any strides, explicit or automatic
 padding smaller than the kernel, ceil_mode. Everything else (dilations, 3-D, float16, padding >=
