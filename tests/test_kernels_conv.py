@@ -20,16 +20,23 @@ from test_kernels import _close, _rand  # tests/ is on sys.path (conftest.py)
 SETTINGS = settings(deadline=None, max_examples=25)
 
 
-@st.composite
-def depthwise_cases(draw):
+def _windows(draw):
+    """A 2-D window geometry: kernel 1-5, strides 1-3, dilations 1-2, pads below the dilated
+    kernel, an image 0-9 pixels larger than it -> (kernel, attrs, image size)."""
     k = [draw(st.integers(1, 5)), draw(st.integers(1, 5))]
     s = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
     d = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
     extent = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
     pads = [draw(st.integers(0, e - 1)) for e in extent] + [draw(st.integers(0, e - 1)) for e in extent]
     HW = [draw(st.integers(e, e + 9)) for e in extent]
+    return k, dict(strides=s, dilations=d, pads=pads), HW
+
+
+@st.composite
+def depthwise_cases(draw):
+    k, attrs, HW = _windows(draw)
     C, mult, N = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
-    return N, C, mult, HW, k, dict(strides=s, dilations=d, pads=pads, group=C), draw(st.integers(0, 2**31))
+    return N, C, mult, HW, k, dict(attrs, group=C), draw(st.integers(0, 2**31))
 
 
 @SETTINGS
@@ -86,14 +93,9 @@ def test_stride1_paths_match_reference(case, bias):
 
 @st.composite
 def direct_cases(draw):
-    k = [draw(st.integers(1, 5)), draw(st.integers(1, 5))]
-    s = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
-    d = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
-    extent = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
-    pads = [draw(st.integers(0, e - 1)) for e in extent] + [draw(st.integers(0, e - 1)) for e in extent]
-    HW = [draw(st.integers(e, e + 9)) for e in extent]
+    k, attrs, HW = _windows(draw)
     C, M, N = draw(st.integers(1, 6)), draw(st.integers(1, 9)), draw(st.integers(1, 2))
-    return N, C, M, HW, k, dict(strides=s, dilations=d, pads=pads), draw(st.integers(0, 2**31))
+    return N, C, M, HW, k, attrs, draw(st.integers(0, 2**31))
 
 
 @SETTINGS

@@ -365,15 +365,13 @@ def has_nan(x):
     return int(top_bits(x.reshape(-1).view(itype), mask)) > inf
 
 
-def _nan_checked(rows, dtype):
-    """``rows`` (a ``_max_pool_rows`` kernel) for a float ``dtype``, except for an x that holds a
-    NaN: the kernel's plain comparisons would drop it, so that x runs :func:`max_pool_taps`, whose
-    np.maximum propagates it (a NaN in a window wins, as in the reference). The scan is
-    :func:`has_nan` inlined (~1 us on a small pool)."""
-    itype, mask, inf = _NAN_BITS[dtype]
-
+def _nan_checked(rows):
+    """``rows`` (a ``_max_pool_rows`` kernel), except for an x that holds a NaN: the kernel's
+    plain comparisons would drop it, so that x runs :func:`max_pool_taps`, whose np.maximum
+    propagates it (a NaN in a window wins, as in the reference). The scan costs ~1 us on a small
+    pool."""
     def run(x, y, kh, kw, sh, sw, ph, pw, low, chunks):
-        if top_bits(x.reshape(-1).view(itype), mask) > inf:  # x: contiguous, not empty (_plan)
+        if has_nan(x):
             y[...] = max_pool_taps(x, kh, kw, sh, sw, y.shape[2], y.shape[3], ph, pw)
         else:
             rows(x, y, kh, kw, sh, sw, ph, pw, low, chunks)
@@ -453,7 +451,7 @@ def prepare_pool(op, **attrs):
         rows, chunks = _rows_and_chunks(x, *((avg_pool_rows, avg_pool_rows_serial) if avg
                                               else (max_pool_rows, max_pool_rows_serial)))
         if not avg and X.dtype.kind == "f":
-            rows = _nan_checked(rows, X.dtype)
+            rows = _nan_checked(rows)
         y4 = (x.shape[0], x.shape[1], oh, ow)
         if avg:
             args = (kh, kw, sh, sw, begin[0], begin[1], end[0], end[1], int(attrs.get("count_include_pad", 0)), chunks)
@@ -514,7 +512,7 @@ def max_pool_values(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel
     low = -math.inf if X.dtype.kind == "f" else int(np.iinfo(X.dtype).min)
     rows, chunks = _rows_and_chunks(x, max_pool_rows, max_pool_rows_serial)
     if X.dtype.kind == "f":
-        rows = _nan_checked(rows, X.dtype)
+        rows = _nan_checked(rows)
     rows(x, y, kh, kw, sh, sw, begin[0], begin[1], low, chunks)  # a Python number: NumPy scalars dispatch slowly
     return y.reshape(X.shape[:2] + y.shape[4 - (X.ndim - 2):])
 
