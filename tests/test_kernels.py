@@ -594,6 +594,9 @@ assert np.allclose(conv.Conv(x, w, b, group=2, pads=[1, 1, 1, 1]), conv.Conv_ref
 assert np.allclose(conv.Conv(x, w[:, :1].repeat(2, 1)), conv.Conv_reference(x, w[:, :1].repeat(2, 1)), atol=1e-5)
 y = np.empty((1, 2, 3, 3), np.float32); conv.conv_loops(x, w, b, y, 1, 1, 0, 0, 1, 1, 2)
 assert np.allclose(y, conv.Conv_reference(x, w, b, group=2), atol=1e-5)
+xw, ww = rng.random((1, 64, 9, 8), np.float32), rng.random((3, 64, 3, 3), np.float32)
+ww.flags.writeable = False  # read-only weights: the Winograd path
+assert np.allclose(conv.PreparedConv(pads=[1, 1, 1, 1])(xw, ww), conv.Conv_reference(xw, ww, pads=[1, 1, 1, 1]), atol=1e-4)
 assert np.allclose(matmul.matmul_blocked(x[0, 0], x[0, 1], 2), x[0, 0] @ x[0, 1], atol=1e-5)
 assert np.allclose(softmax.LogSoftmax(x), softmax.LogSoftmax_reference(x), atol=1e-6)
 assert np.allclose(norm.LayerNormalization(x, b[:1].repeat(5) + 1)[0], norm.LayerNormalization_reference(x, b[:1].repeat(5) + 1)[0], atol=1e-5)

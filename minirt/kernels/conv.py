@@ -52,7 +52,11 @@ import numba
 import numpy as np
 
 from minirt.kernels._jit import renamed
+from minirt.kernels.epilogue import activate as _activate
+from minirt.kernels import winograd
+from minirt.kernels._const import immutable
 from minirt.kernels.gemm import blas_threads, matmul, run_blas_pieces
+from minirt.kernels.pool import all_finite
 from minirt.ops.conv import Conv as Conv_reference
 from minirt.ops.conv import _window_pads
 from minirt.registry import kernel
@@ -216,17 +220,6 @@ def _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, n, m, part, acc, Wp, z,
             if has_z:
                 v = v + zr[ox]
             dst[ox] = _activate(v, lo, hi, hard, alpha, beta)
-
-
-def _activate(v, lo, hi, hard, alpha, beta):
-    """One output's activation: min(max(v, lo), hi); ``hard`` 1: HardSigmoid, min(max(alpha*v +
-    beta, lo), hi) with lo = 0, hi = 1; ``hard`` 2: HardSwish, v times that."""
-    h = v * alpha + beta if hard else v
-    if h < lo:
-        h = lo
-    if h > hi:
-        h = hi
-    return v * h if hard == 2 else h
 
 
 def _epilogue_loops(y, r0, r1, bias, z, lo, hi, hard, alpha, beta):
@@ -398,7 +391,6 @@ def _direct_conv_loops(xp, w, sh, sw, dh, dw, Wq, out):
 _valid_range = numba.njit(cache=True, inline="always")(_valid_range)
 conv_loops = numba.njit(parallel=True, cache=True)(_conv_loops)
 im2col = numba.njit(cache=True)(_im2col)  # serial: see the docstring
-_activate = numba.njit(cache=True, inline="always")(_activate)
 epilogue_loops = numba.njit(cache=True, nogil=True)(_epilogue_loops)  # nogil: the bands' threads run it at once
 crop_epilogue_loops = numba.njit(cache=True, nogil=True)(_crop_epilogue_loops)
 pad_into = numba.njit(cache=True, nogil=True)(_pad_into)
@@ -489,6 +481,7 @@ DIRECT_MIN_LENGTH = 256  # ... if their passes are this long at least (oh * Wq):
 #                          80, 61 -> 69; 16->64 on 55x55, 28 M, 458 -> 881)
 BAND_BYTES = 2 << 20  # one band of output rows: its columns and its product, about one core's L2 (1 MiB) x 2
 BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slow on thin products
+WINOGRAD_BAND_MIN_ROWS = 2  # Winograd convs run in bands from this many tile rows a thread
 
 
 # depthwise_loops' epilogue arguments for none, float32: (z, lo, hi, hard, alpha, beta)
@@ -513,7 +506,7 @@ def conv2d(X, W, B, strides, pads, dilations, group, out_shape, Z=None, lo=None,
 
 
 def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_shape, lo=None, hi=None,
-                  hard=0, alpha=0.0, beta=0.0):
+                  hard=0, alpha=0.0, beta=0.0, keep_weights=False):
     """:func:`conv2d` in two steps: everything that depends on the input's shape and dtype, the
     weights, the bias and the attributes is decided here, once (the path, the weights reshaped for
     the GEMM, the bias and the epilogue's constants, the bands); the returned ``run(X, Z)`` does
@@ -521,7 +514,8 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
     for a small conv the decisions cost as much as the arithmetic (mobilenet_mini's 1x1 convs).
 
     The runner holds views of W and B only (never copies), so it computes with their values at
-    run time."""
+    run time — except with ``keep_weights`` (W is read-only: :class:`PreparedConv` checks), where a
+    3x3 stride-1 conv may keep W's Winograd transform (:mod:`minirt.kernels.winograd`)."""
     N, C, H, Wd = x_shape
     M, Cg, kh, kw = W.shape
     oh, ow = out_shape
@@ -536,6 +530,7 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
     has_bias = B is not None and not depthwise
     epilogue = has_bias or lo is not None or hi is not None or bool(hard)  # (and any Z: see finish)
     b = np.ascontiguousarray(B, dtype=dtype) if has_bias else np.zeros(M, dtype)
+    lo_arg, hi_arg = lo, hi  # (as given: a runner made again from the same arguments)
     no_z, low, high = _NO_Z_AND_BOUNDS[dtype]
     if hard:  # HardSigmoid's clip to [0, 1]
         lo, hi = dtype.type(0), dtype.type(1)
@@ -566,6 +561,48 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
             return y
 
         return run_depthwise
+
+    Hp, Wp = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1  # the padded image the windows read
+    Hq, Wq = -(-Hp // sh), -(-Wp // sw)  # ... and each of its stride phases
+    direct = G == 1 and kh * kw > 1 and M * K * oh * ow <= DIRECT_MACS and oh * Wq >= DIRECT_MIN_LENGTH
+    if (keep_weights and not direct and G == 1 and kh == kw == 3 and sh == sw == dh == dw == 1
+            and min(oh, ow) >= winograd.MIN_SIZE and C >= winograd.MIN_CHANNELS):
+        U = winograd.weight_transform(W)  # [M, C, 3, 3] -> [16, M, C], once
+        TH, TW = -(-oh // 2), -(-ow // 2)  # the 2x2 output tiles: rows, columns
+        Ht, Wt = 2 * TH + 2, 2 * TW + 2  # the padded input their 4x4 tiles read
+        per_band = max(BAND_MIN_COLUMNS, BAND_BYTES // (16 * (C + M) * dtype.itemsize))  # tiles a band: V and P in L2
+        tile_rows = -(-per_band // TW)
+        fallback = []  # the runner without Winograd, made for the first input that is not finite
+
+        def tile_band(y, z_all, n, xp, t0, t1, gemm):
+            """Tile rows [t0, t1) of image n (xp: its padded image): transform, 16 GEMMs, transform back."""
+            V = np.empty((16, C, (t1 - t0) * TW), dtype=dtype)
+            winograd.input_transform(xp, Wt, V, t0, t1, TW)  # [C, ...] -> [16, C, tiles]
+            P = gemm(U, V)  # [16, M, C] @ [16, C, tiles] -> [16, M, tiles]
+            winograd.output_transform(P, y[n], t0, t1, TW, b, no_z if z_all is None else z_all[n],
+                                      lo, hi, hard, alpha, beta)  # -> rows [2*t0, 2*t1) of [M, oh, ow]
+
+        def run_winograd(X, Z=None):
+            X, z_all = np.ascontiguousarray(X), z_of(Z)
+            if not all_finite(X):  # an inf would spread as NaN through its tiles: the columns path
+                if not fallback:
+                    fallback.append(conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_shape,
+                                                  lo_arg, hi_arg, hard, alpha, beta))
+                return fallback[0](X, Z)
+            y = np.empty(y_shape, dtype=dtype)
+            threads = blas_threads()
+            for n in range(N):
+                xp = padded_flat(X[n], ph, pw, Ht, Wt)  # [C, H, W] -> [C, (Ht+1)*Wt]
+                if threads > 1 and TH >= WINOGRAD_BAND_MIN_ROWS * threads:
+                    bands = -(-max(threads, -(-TH // tile_rows)) // threads) * threads  # a multiple of the threads
+                    height = -(-TH // bands)
+                    run_blas_pieces([lambda t=t: tile_band(y, z_all, n, xp, t, min(TH, t + height), np.matmul)
+                                     for t in range(0, TH, height)])
+                else:
+                    tile_band(y, z_all, n, xp, 0, TH, matmul)
+            return y
+
+        return run_winograd
 
     if G == 1 and sh == sw == dh == dw == 1 and kh * kw > 1 and 2 * M <= C:  # few output channels
         def run_shifted(X, Z=None):
@@ -603,9 +640,7 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
 
         return run_pointwise
 
-    Hp, Wp = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1  # the padded image the windows read
-    Hq, Wq = -(-Hp // sh), -(-Wp // sw)  # ... and each of its stride phases
-    if G == 1 and kh * kw > 1 and M * K * oh * ow <= DIRECT_MACS and oh * Wq >= DIRECT_MIN_LENGTH:
+    if direct:
         def run_direct(X, Z=None):
             X, z_all = np.ascontiguousarray(X), z_of(Z)
             y = np.empty(y_shape, dtype=dtype)
@@ -745,7 +780,7 @@ class PreparedConv:
             if min(out_shape) > 0 and X.shape[0] > 0:
                 y_shape = (X.shape[0], W.shape[0]) + out_shape
                 run = conv2d_runner(X.shape, X.dtype, W, B, strides, begin, dilations, self.group, out_shape,
-                                    *self.epilogue)
+                                    *self.epilogue, keep_weights=immutable(W))
         entry = (X.dtype, W, B, y_shape, run)
         if W.flags.c_contiguous and (B is None or B.flags.c_contiguous):  # the runner holds views of them
             if len(self.runners) >= self.MAX_SHAPES:

@@ -365,6 +365,15 @@ def has_nan(x):
     return int(top_bits(x.reshape(-1).view(itype), mask)) > inf
 
 
+def all_finite(x):
+    """Whether the contiguous float32/float64 x holds no inf and no NaN: the same pass over its
+    bits as :func:`has_nan` (its largest |x| is finite)."""
+    if x.size == 0:
+        return True
+    itype, mask, inf = _NAN_BITS[x.dtype]
+    return int(top_bits(x.reshape(-1).view(itype), mask)) < inf
+
+
 def _nan_checked(rows):
     """``rows`` (a ``_max_pool_rows`` kernel), except for an x that holds a NaN: the kernel's
     plain comparisons would drop it, so that x runs :func:`max_pool_taps`, whose np.maximum

@@ -38,6 +38,7 @@ import weakref
 import numba
 import numpy as np
 
+from minirt.kernels._const import immutable as _immutable
 from minirt.kernels.conv import NO_EPILOGUE, depthwise_loops, im2col
 from minirt.kernels.gemm import matmul
 from minirt.kernels.matmul import matmul_blocked_loops
@@ -115,17 +116,6 @@ def _gemm_exact(a, b, chunk, out=None):
 # ---------------------------------------------------------------------------- per-weight cache
 
 _CACHE: dict[int, tuple] = {}  # id(weight) -> (weakref to it, {what: prepared value})
-
-
-def _immutable(a) -> bool:
-    """True when ``a`` can never change: it and every array it views are read-only."""
-    while isinstance(a, np.ndarray):
-        if a.flags.writeable:
-            return False
-        a = a.base
-    # the last base is not an ndarray (bytes, mmap of a file: minirt never writes it), or ``a``
-    # is None, a NumPy scalar or a Python number: immutable
-    return True
 
 
 def _prepared(w, tag, params, make):
