@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 from minirt.kernels import conv as kconv
 from minirt.kernels import winograd
@@ -68,10 +69,10 @@ def cases(draw):
 
 @SETTINGS
 @given(cases(), st.booleans(), st.sampled_from(["none", "z", "relu", "z_relu", "clip"]),
-       st.sampled_from([np.float32, np.float64]))
-def test_winograd_matches_reference(case, bias, epilogue, dtype):
+       st.sampled_from([np.float32, np.float64]), st.booleans())
+def test_winograd_matches_reference(case, bias, epilogue, dtype, channels_last):
     """Any size (odd heights and widths end in half tiles), asymmetric pads, batch 2, bias, the
-    fused epilogue (residual Z, Relu, Clip), float32 and float64."""
+    fused epilogue (residual Z, Relu, Clip), float32 and float64, both layouts of the transforms."""
     N, C, M, H, W, pads, seed = case
     rng = np.random.default_rng(seed)
     x, w = _rand(rng, (N, C, H, W), dtype), _readonly(_rand(rng, (M, C, 3, 3), dtype))
@@ -85,6 +86,7 @@ def test_winograd_matches_reference(case, bias, epilogue, dtype):
         want = np.clip(want, lo, hi)
     with pytest.MonkeyPatch.context() as mp:
         _any_size(mp)
+        mp.setattr(winograd, "CHANNELS_LAST_MAX_WIDTH", 10**6 if channels_last else 0)
         node = kconv.PreparedConv(pads=pads, lo=lo, hi=hi)
         got = node(x, w, b, z)
         assert node.runners[x.shape][4].__name__ == "run_winograd"
@@ -92,9 +94,9 @@ def test_winograd_matches_reference(case, bias, epilogue, dtype):
 
 
 def test_the_path_is_taken_for_big_read_only_3x3_convs_only():
-    """Read-only weights (initializers), 3x3, stride 1, group 1, >= 8x8 outputs, >= 64 input
+    """Read-only weights (initializers), 3x3, stride 1, group 1, >= 7x7 outputs, >= 32 input
     channels; a writeable W (a graph input, which may change in place) keeps the column paths,
-    as do 7x7 maps, 16 input channels, strides, dilations and the direct loops' small convs."""
+    as do 6x6 maps, 16 input channels, strides, dilations and the direct loops' small convs."""
     def path(C, M, S, writeable=False, **attrs):
         w = np.zeros((M, C, 3, 3), np.float32)
         w.flags.writeable = writeable
@@ -106,24 +108,28 @@ def test_the_path_is_taken_for_big_read_only_3x3_convs_only():
     assert path(64, 64, 56) == "run_winograd"  # ResNet-50's first 3x3
     assert path(128, 32, 28) == "run_winograd"  # DenseNet's 128->32 (the shifted GEMM before)
     assert path(64, 64, 56, writeable=True) != "run_winograd"
-    assert path(512, 512, 7) != "run_winograd"
+    assert path(512, 512, 7) == "run_winograd"
+    assert path(512, 512, 6) != "run_winograd"
     assert path(16, 64, 55) != "run_winograd"
     assert path(64, 64, 56, strides=[2, 2]) != "run_winograd"
     assert path(64, 64, 56, dilations=[2, 2]) != "run_winograd"
     assert path(16, 16, 32) == "run_direct"  # resnet_mini's small convs keep the direct loops
 
 
-def test_bands_on_threads_match_one_band(monkeypatch):
-    """A map big enough for bands of tile rows (run on the BLAS threads), against one band."""
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bands_on_threads_and_shared_products_match_the_reference(monkeypatch, channels_last):
+    """A map big enough for bands of tile rows (run on the BLAS threads), and the same conv as one
+    band whose 16 products the threads share out, and on one thread, in both layouts."""
     rng = np.random.default_rng(3)
     x, w, b = _rand(rng, (1, 64, 58, 41)), _readonly(_rand(rng, (32, 64, 3, 3))), _readonly(_rand(rng, (32,)))
     want = rconv.Conv(x, w, b, pads=[1, 1, 1, 1])
+    monkeypatch.setattr(winograd, "CHANNELS_LAST_MAX_WIDTH", 10**6 if channels_last else 0)
     monkeypatch.setattr(kconv, "BAND_BYTES", 1)  # bands of BAND_MIN_COLUMNS tiles
-    banded = kconv.PreparedConv(pads=[1, 1, 1, 1])(x, w, b)
-    monkeypatch.setattr(kconv, "WINOGRAD_BAND_MIN_ROWS", 10**6)  # one band
-    whole = kconv.PreparedConv(pads=[1, 1, 1, 1])(x, w, b)
-    _close(banded, want)
-    _close(whole, want)
+    _close(kconv.PreparedConv(pads=[1, 1, 1, 1])(x, w, b), want)
+    monkeypatch.setattr(kconv, "WINOGRAD_BAND_MIN_TILES", 10**6)  # one band, shared products
+    _close(kconv.PreparedConv(pads=[1, 1, 1, 1])(x, w, b), want)
+    with threadpool_limits(1, user_api="blas"):  # one thread: np.matmul on the whole stack
+        _close(kconv.PreparedConv(pads=[1, 1, 1, 1])(x, w, b), want)
 
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
@@ -165,8 +171,9 @@ def test_session_runs_winograd_on_a_model(monkeypatch):
     onnx.checker.check_model(model)
     x = _rand(rng, (1, 64, 20, 20))
     calls = []
-    transform = winograd.input_transform
-    monkeypatch.setattr(winograd, "input_transform", lambda *a: calls.append(1) or transform(*a))
+    for name in ("input_transform", "input_transform_channels_last"):
+        transform = getattr(winograd, name)
+        monkeypatch.setattr(winograd, name, lambda *a, transform=transform: calls.append(1) or transform(*a))
     got = minirt.run(model, {"x": x})["y"]
     assert calls
     _close(got, np.maximum(rconv.Conv(x, w, b, pads=[1, 1, 1, 1]), 0))

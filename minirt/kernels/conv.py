@@ -481,7 +481,7 @@ DIRECT_MIN_LENGTH = 256  # ... if their passes are this long at least (oh * Wq):
 #                          80, 61 -> 69; 16->64 on 55x55, 28 M, 458 -> 881)
 BAND_BYTES = 2 << 20  # one band of output rows: its columns and its product, about one core's L2 (1 MiB) x 2
 BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slow on thin products
-WINOGRAD_BAND_MIN_ROWS = 2  # Winograd convs run in bands from this many tile rows a thread
+WINOGRAD_BAND_MIN_TILES = 96  # Winograd convs run in bands from this many tiles a thread (28x28: 98)
 
 
 # depthwise_loops' epilogue arguments for none, float32: (z, lo, hi, hard, alpha, beta)
@@ -568,6 +568,9 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
     if (keep_weights and not direct and G == 1 and kh == kw == 3 and sh == sw == dh == dw == 1
             and min(oh, ow) >= winograd.MIN_SIZE and C >= winograd.MIN_CHANNELS):
         U = winograd.weight_transform(W)  # [M, C, 3, 3] -> [16, M, C], once
+        channels_last = ow <= winograd.CHANNELS_LAST_MAX_WIDTH  # small maps: loops over the channels
+        if channels_last:
+            U = np.ascontiguousarray(U.transpose(0, 2, 1))  # [16, M, C] -> [16, C, M]
         TH, TW = -(-oh // 2), -(-ow // 2)  # the 2x2 output tiles: rows, columns
         Ht, Wt = 2 * TH + 2, 2 * TW + 2  # the padded input their 4x4 tiles read
         per_band = max(BAND_MIN_COLUMNS, BAND_BYTES // (16 * (C + M) * dtype.itemsize))  # tiles a band: V and P in L2
@@ -575,12 +578,28 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         fallback = []  # the runner without Winograd, made for the first input that is not finite
 
         def tile_band(y, z_all, n, xp, t0, t1, gemm):
-            """Tile rows [t0, t1) of image n (xp: its padded image): transform, 16 GEMMs, transform back."""
-            V = np.empty((16, C, (t1 - t0) * TW), dtype=dtype)
-            winograd.input_transform(xp, Wt, V, t0, t1, TW)  # [C, ...] -> [16, C, tiles]
-            P = gemm(U, V)  # [16, M, C] @ [16, C, tiles] -> [16, M, tiles]
-            winograd.output_transform(P, y[n], t0, t1, TW, b, no_z if z_all is None else z_all[n],
-                                      lo, hi, hard, alpha, beta)  # -> rows [2*t0, 2*t1) of [M, oh, ow]
+            """Tile rows [t0, t1) of image n (xp: its padded image): transform, 16 GEMMs, transform back
+            (into rows [2*t0, 2*t1) of y[n], with the epilogue)."""
+            z = no_z if z_all is None else z_all[n]
+            if channels_last:
+                V = np.empty((16, (t1 - t0) * TW, C), dtype=dtype)
+                winograd.input_transform_channels_last(xp, V, t0, t1, TW)  # [Ht, Wt, C] -> [16, tiles, C]
+                P = gemm(V, U)  # [16, tiles, C] @ [16, C, M] -> [16, tiles, M]
+                winograd.output_transform_channels_last(P, y[n], t0, t1, TW, b, z, lo, hi, hard, alpha, beta)
+            else:
+                V = np.empty((16, C, (t1 - t0) * TW), dtype=dtype)
+                winograd.input_transform(xp, Wt, V, t0, t1, TW)  # [C, (Ht+1)*Wt] -> [16, C, tiles]
+                P = gemm(U, V)  # [16, M, C] @ [16, C, tiles] -> [16, M, tiles]
+                winograd.output_transform(P, y[n], t0, t1, TW, b, z, lo, hi, hard, alpha, beta)
+
+        def shared_products(a, c):
+            """a @ c for [16, ...] stacks, the 16 products shared out between the BLAS threads (each
+            single-threaded): on a small map each product is too small to split well."""
+            out = np.empty((16, a.shape[1], c.shape[2]), dtype=dtype)
+            step = -(-16 // blas_threads())
+            run_blas_pieces([lambda k=k: np.matmul(a[k:k + step], c[k:k + step], out=out[k:k + step])
+                             for k in range(0, 16, step)])
+            return out
 
         def run_winograd(X, Z=None):
             X, z_all = np.ascontiguousarray(X), z_of(Z)
@@ -592,14 +611,18 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
             y = np.empty(y_shape, dtype=dtype)
             threads = blas_threads()
             for n in range(N):
-                xp = padded_flat(X[n], ph, pw, Ht, Wt)  # [C, H, W] -> [C, (Ht+1)*Wt]
-                if threads > 1 and TH >= WINOGRAD_BAND_MIN_ROWS * threads:
+                if channels_last:
+                    xp = np.zeros((Ht, Wt, C), dtype=dtype)
+                    winograd.pad_channels_last(X[n], xp, ph, pw)  # [C, H, W] -> [Ht, Wt, C]
+                else:
+                    xp = padded_flat(X[n], ph, pw, Ht, Wt)  # [C, H, W] -> [C, (Ht+1)*Wt]
+                if threads > 1 and TH * TW >= WINOGRAD_BAND_MIN_TILES * threads:  # bands of tile rows, one a thread
                     bands = -(-max(threads, -(-TH // tile_rows)) // threads) * threads  # a multiple of the threads
                     height = -(-TH // bands)
                     run_blas_pieces([lambda t=t: tile_band(y, z_all, n, xp, t, min(TH, t + height), np.matmul)
                                      for t in range(0, TH, height)])
-                else:
-                    tile_band(y, z_all, n, xp, 0, TH, matmul)
+                else:  # one band; the threads share out its 16 products
+                    tile_band(y, z_all, n, xp, 0, TH, shared_products if threads > 1 else np.matmul)
             return y
 
         return run_winograd

@@ -21,9 +21,28 @@ per position (i, j) of the 4x4 transformed tile, over all channels and tiles at 
 
 That is 16*M*C*T multiply-adds in BLAS, where im2col + GEMM does 9*M*C*4T: 2.25x fewer. The
 transforms are additions only (B and A hold 0 and +-1; G's halves touch the filters alone), and
-V is 4x the input where im2col's column matrix is 9x. Measured on this 2-core Zen 4 against the
-column paths (round-robin medians): VGG-19's 64->64 on 224x224 25.6 -> 13.8 ms, 256->256 on
-56x56 23.4 -> 11.6, 512->512 on 28x28 21.8 -> 11.3; ResNet-50's 64->64 on 56x56 1.95 -> 1.3.
+V is 4x the input where im2col's column matrix is 9x.
+
+Two layouts of the transforms, by the width of the map:
+
+- **planes** (wide maps, more than ``CHANNELS_LAST_MAX_WIDTH`` output columns): V [16, C, T] from
+  the zero-padded planes (:func:`minirt.kernels.conv.padded_flat`), every loop along a tile
+  row; the products ``U @ V``. The map is cut into bands of tile rows, one a BLAS thread, each
+  transformed, multiplied and transformed back while its V and P are in the core's cache.
+- **channels last** (narrow maps: 7x7 to 32x32): the padded input is copied with its channels
+  last, [Ht, Wt, C], and every loop runs over the channels (64-1024 long) where a tile row is
+  only 4-16 tiles (each short loop's fixed cost, ~10 ns, was most of the planes' time there:
+  256->256 on 14x14 spent 0.37 ms in each transform against 0.75 in the products); V [16, T, C],
+  the products ``V @ U^T`` -> [16, T, M]. On such maps each product is small: the 16 of them are
+  shared out between the BLAS threads, single-threaded each (28x28 and up: bands, as above).
+
+Measured on this 2-core Zen 4 against the column paths (round-robin medians, ms): VGG-19's
+64->64 on 224x224 24.7 -> 16.6, 256->256 on 56x56 22.8 -> 12.6, 512->512 on 28x28 21.9 -> 11.1;
+ResNet-50's 64->64 on 56x56 1.86 -> 1.40, 256->256 on 14x14 1.5-1.7 -> 0.9-1.2, 512->512 on
+7x7 2.0 -> 1.6; DenseNet-121's 128->32 on 28x28 0.55 -> 0.41 (the shifted GEMM before);
+Inception's 192->320 on 7x7 0.46 -> 0.30. Whole models (same process, alternating): VGG-19
+0.59x, DenseNet-121 ~0.77x, ResNet-50 ~0.87x, Inception-v1 0.88x, ZFNet 0.88x, squeezenet 1.0x
+(its 3x3 convs have 16-64 input channels).
 
 Rounding: the transforms add and subtract up to 16 inputs (or products) where the direct sum
 adds 9: float32 errors of the same order as im2col's (measured max |error| against float64,
@@ -32,9 +51,10 @@ into inf - inf = NaN in its tile's other outputs: an input holding a non-finite 
 column path instead (one pass over its bits, :func:`minirt.kernels.pool.all_finite`).
 
 ``conv2d_runner`` (:mod:`minirt.kernels.conv`) takes this path for group-1, 3x3, stride-1,
-undilated convs on maps of at least ``MIN_SIZE`` x ``MIN_SIZE`` (on 7x7 a quarter of the tiles'
-outputs would be padding and the products are 16 columns wide: the columns path was faster),
-when the weights cannot change (read-only, as minirt's initializers are: U is computed once).
+undilated convs with outputs of at least ``MIN_SIZE`` x ``MIN_SIZE`` (on smaller maps most of a
+tile's outputs would be padding) and at least ``MIN_CHANNELS`` input channels, when the weights
+cannot change (read-only, as minirt's initializers are: U is computed once, when the node's
+runner is made).
 """
 
 from __future__ import annotations
@@ -44,9 +64,11 @@ import numpy as np
 
 from minirt.kernels.epilogue import activate
 
-MIN_SIZE = 8  # output rows and columns at least (see the module's docstring) ...
-MIN_CHANNELS = 64  # ... and input channels: the 16 products are C deep, where im2col's is 9*C
-#                    (squeezenet's 16->64 on 55x55: 0.43 -> 0.47 ms, 48->192 on 13x13 0.24 -> 0.29)
+MIN_SIZE = 7  # output rows and columns at least (see the module's docstring) ...
+MIN_CHANNELS = 32  # ... and input channels: the 16 products are C deep, where im2col's is 9*C
+#                    (squeezenet's 16->64 on 55x55: 0.43 -> 0.49 ms; 32->128 on 27x27 0.39-0.45 -> 0.32-0.35)
+CHANNELS_LAST_MAX_WIDTH = 32  # output columns up to which the channels-last transforms run (28x28:
+#                               1.7 -> 1.04 ms for 128->128, where the planes took 1.15-1.47)
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])  # [4, 3]
 
@@ -143,6 +165,108 @@ def _output_transform(P, y, ty0, ty1, TW, bias, z, lo, hi, hard, alpha, beta):
                     d[2 * pairs] = activate(v0, lo, hi, hard, alpha, beta)
 
 
+def _pad_channels_last(x, xt, pt, pl):
+    """x [C, H, W] into its zero-padded image with the channels last, xt [Ht, Wt, C] (zeros
+    already): xt[iy + pt, ix + pl, c] = x[c, iy, ix]; rows and columns past xt are left out.
+    The transposing copy: each pixel's channels are gathered from C planes."""
+    C, H, W = x.shape
+    Ht, Wt, _ = xt.shape
+    for iy in range(min(H, Ht - pt)):
+        for ix in range(min(W, Wt - pl)):
+            d = xt[iy + pt, ix + pl]  # [C]
+            for c in range(C):
+                d[c] = x[c, iy, ix]
+
+
+def _input_transform_channels_last(xt, V, ty0, ty1, TW):
+    """:func:`_input_transform` for small maps, the channels last: every loop runs over the
+    channels (64-1024 long) instead of along a tile row (4-16 tiles on a 7x7-32x32 map, where
+    each short loop's fixed cost, ~10 ns, was most of the time).
+
+    xt [Ht, Wt, C] (:func:`_pad_channels_last`), V [16, (ty1-ty0)*TW, C] (written):
+    V[4i + j, (ty - ty0)*TW + tx, c] = (B^T d B)[i, j], d the 4x4 tile at (2ty, 2tx) of channel c.
+    """
+    C = xt.shape[2]
+    r = np.empty((4, 4, C), xt.dtype)  # B^T d of one tile: r[i, j] = row i, column j
+    for ty in range(ty0, ty1):
+        for tx in range(TW):
+            t = (ty - ty0) * TW + tx
+            for j in range(4):  # B^T's combinations of the tile's rows, column j
+                a0 = xt[2 * ty, 2 * tx + j]
+                a1 = xt[2 * ty + 1, 2 * tx + j]
+                a2 = xt[2 * ty + 2, 2 * tx + j]
+                a3 = xt[2 * ty + 3, 2 * tx + j]
+                r0 = r[0, j]
+                r1 = r[1, j]
+                r2 = r[2, j]
+                r3 = r[3, j]
+                for c in range(C):
+                    r0[c] = a0[c] - a2[c]
+                    r1[c] = a1[c] + a2[c]
+                    r2[c] = a2[c] - a1[c]
+                    r3[c] = a1[c] - a3[c]
+            for i in range(4):  # ... and of their columns
+                d0 = r[i, 0]
+                d1 = r[i, 1]
+                d2 = r[i, 2]
+                d3 = r[i, 3]
+                v0 = V[4 * i, t]
+                v1 = V[4 * i + 1, t]
+                v2 = V[4 * i + 2, t]
+                v3 = V[4 * i + 3, t]
+                for c in range(C):
+                    v0[c] = d0[c] - d2[c]
+                    v1[c] = d1[c] + d2[c]
+                    v2[c] = d2[c] - d1[c]
+                    v3[c] = d1[c] - d3[c]
+
+
+def _output_transform_channels_last(P, y, ty0, ty1, TW, bias, z, lo, hi, hard, alpha, beta):
+    """:func:`_output_transform` for small maps, the channels last: P [16, (ty1-ty0)*TW, M]
+    (the products ``V @ U^T``), every loop over the M output channels; y [M, oh, ow] is written
+    one output pixel at a time (its channels oh*ow apart), with the bias, Z and activation."""
+    M, oh, ow = y.shape
+    has_z = z.shape[0] > 0
+    s = np.empty((2, 4, M), P.dtype)  # A^T p: s[i, j] = row i, column j of the tile
+    o = np.empty((4, M), P.dtype)  # the tile's 2x2 outputs, every channel
+    for ty in range(ty0, ty1):
+        for tx in range(TW):
+            t = (ty - ty0) * TW + tx
+            for j in range(4):
+                p0 = P[j, t]
+                p1 = P[4 + j, t]
+                p2 = P[8 + j, t]
+                p3 = P[12 + j, t]
+                s0 = s[0, j]
+                s1 = s[1, j]
+                for m in range(M):
+                    s0[m] = p0[m] + p1[m] + p2[m]
+                    s1[m] = p1[m] - p2[m] - p3[m]
+            for i in range(2):
+                q0 = s[i, 0]
+                q1 = s[i, 1]
+                q2 = s[i, 2]
+                q3 = s[i, 3]
+                o0 = o[2 * i]
+                o1 = o[2 * i + 1]
+                for m in range(M):
+                    o0[m] = q0[m] + q1[m] + q2[m] + bias[m]
+                    o1[m] = q1[m] - q2[m] - q3[m] + bias[m]
+            for k in range(4):  # output (2ty + i, 2tx + j), if inside y
+                oy = 2 * ty + k // 2
+                ox = 2 * tx + k % 2
+                if oy < oh and ox < ow:
+                    ok = o[k]
+                    for m in range(M):
+                        v = ok[m]
+                        if has_z:
+                            v = v + z[m, oy, ox]
+                        y[m, oy, ox] = activate(v, lo, hi, hard, alpha, beta)
+
+
 # wrapped once: plain Python again under NUMBA_DISABLE_JIT=1; nogil: the bands' threads run them at once
 input_transform = numba.njit(cache=True, nogil=True)(_input_transform)
 output_transform = numba.njit(cache=True, nogil=True)(_output_transform)
+pad_channels_last = numba.njit(cache=True, nogil=True)(_pad_channels_last)
+input_transform_channels_last = numba.njit(cache=True, nogil=True)(_input_transform_channels_last)
+output_transform_channels_last = numba.njit(cache=True, nogil=True)(_output_transform_channels_last)
