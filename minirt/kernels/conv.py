@@ -10,15 +10,19 @@ The reference ``minirt.ops.conv.Conv`` is the spec. This kernel picks, per call:
   (a thread-pool wake-up costs ~50 us);
 - **1x1, stride 1, no padding**: the image already *is* the column matrix,
   ``Y[n] = W[M, C] @ X[n][C, H*W]`` — one GEMM, no copy at all (batch 1, group 1: on 2-D views);
+- **3x3, stride 1, group 1, read-only weights** (every 3x3 conv of VGG, ResNet, DenseNet and
+  Inception with at least 32 input channels and a 7x7 map): Winograd's F(2x2, 3x3)
+  (:mod:`minirt.kernels.winograd`), 2.25x fewer multiplies than the columns' GEMM;
 - **few output channels** (group 1, stride 1, no dilation, k x k, at most half as many output
-  channels as input channels — DenseNet's 3x3 128->32): ``shifted_gemm``, no im2col at all. One GEMM
+  channels as input channels — DenseNet's 3x3 128->32 took it before Winograd; now 3x3 convs
+  on maps under 7x7, other kernels, and writeable weights): ``shifted_gemm``, no im2col at all. One GEMM
   multiplies every tap's weights by the zero-padded image, ``R[t*M + m, p] = W[m, :, t] . x[:, p]``,
   and the output is the sum of the kh*kw tap blocks of R, each shifted by its tap's offset in the
   flattened padded image (an output row is computed over the padded width; the extra columns are
   dropped). It writes kh*kw*M values per pixel where im2col writes kh*kw*C: 2x-4x less memory
   traffic when M is small. (Known as "kn2row".)
 - **small group-1 convs** (up to ``DIRECT_MACS`` multiply-adds an image, with passes of at
-  least ``DIRECT_MIN_LENGTH`` outputs: resnet_mini's 3x3 convs on 32x32 and 16x16 maps):
+  least ``DIRECT_MIN_LENGTH`` outputs: resnet_mini's 3x3 convs of 16 channels on 32x32 maps):
   ``_direct_conv_loops``, no column matrix. It reads the stride phases of the padded image as
   the runs below do, but multiplies each tap's run in place: four output channels and three taps
   a pass, single-threaded. For these convs the column copy and BLAS's start cost more than the
@@ -481,6 +485,7 @@ DIRECT_MIN_LENGTH = 256  # ... if their passes are this long at least (oh * Wq):
 #                          80, 61 -> 69; 16->64 on 55x55, 28 M, 458 -> 881)
 BAND_BYTES = 2 << 20  # one band of output rows: its columns and its product, about one core's L2 (1 MiB) x 2
 BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slow on thin products
+WINOGRAD_SHARED_MIN_MACS = 1 << 22  # ... and share out their products between the threads from this many
 WINOGRAD_BAND_MIN_TILES = 96  # Winograd convs run in bands from this many tiles a thread (28x28: 98)
 
 
@@ -565,7 +570,7 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
     Hp, Wp = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1  # the padded image the windows read
     Hq, Wq = -(-Hp // sh), -(-Wp // sw)  # ... and each of its stride phases
     direct = G == 1 and kh * kw > 1 and M * K * oh * ow <= DIRECT_MACS and oh * Wq >= DIRECT_MIN_LENGTH
-    if (keep_weights and not direct and G == 1 and kh == kw == 3 and sh == sw == dh == dw == 1
+    if (keep_weights and G == 1 and kh == kw == 3 and sh == sw == dh == dw == 1
             and min(oh, ow) >= winograd.MIN_SIZE and C >= winograd.MIN_CHANNELS):
         U = winograd.weight_transform(W)  # [M, C, 3, 3] -> [16, M, C], once
         channels_last = ow <= winograd.CHANNELS_LAST_MAX_WIDTH  # small maps: loops over the channels
@@ -576,6 +581,7 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         per_band = max(BAND_MIN_COLUMNS, BAND_BYTES // (16 * (C + M) * dtype.itemsize))  # tiles a band: V and P in L2
         tile_rows = -(-per_band // TW)
         fallback = []  # the runner without Winograd, made for the first input that is not finite
+        small = 16 * TH * TW * C * M < WINOGRAD_SHARED_MIN_MACS  # products for one thread
 
         def tile_band(y, z_all, n, xp, t0, t1, gemm):
             """Tile rows [t0, t1) of image n (xp: its padded image): transform, 16 GEMMs, transform back
@@ -621,8 +627,8 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
                     height = -(-TH // bands)
                     run_blas_pieces([lambda t=t: tile_band(y, z_all, n, xp, t, min(TH, t + height), np.matmul)
                                      for t in range(0, TH, height)])
-                else:  # one band; the threads share out its 16 products
-                    tile_band(y, z_all, n, xp, 0, TH, shared_products if threads > 1 else np.matmul)
+                else:  # one band; the threads share out its 16 products, unless they are small
+                    tile_band(y, z_all, n, xp, 0, TH, shared_products if threads > 1 and not small else matmul)
             return y
 
         return run_winograd
