@@ -299,6 +299,23 @@ def _pad_into(x, xp, pt, pl, sh, sw):
                 for ix in range(cols):
                     dst[ix] = src[ix]
         return
+    if sw == 2:  # both column phases in one loop: half the loops (per-loop costs ruled: 341 -> 75 us on [128, 56, 56])
+        e0, e1 = pl // 2, (pl + 1) // 2  # image column 2t goes to column t + e0 of phase pl % 2, 2t + 1 to t + e1 of the other
+        n0, n1 = min((W + 1) // 2, Wq - e0), min(W // 2, Wq - e1)  # the even / odd image columns that fit
+        for c in range(C):
+            for iy in range(rows):
+                r = iy + pt
+                src = x[c, iy]
+                even = xp[c, (r % sh) * 2 + pl % 2, r // sh, e0:]  # views from the runs' start
+                odd = xp[c, (r % sh) * 2 + (pl + 1) % 2, r // sh, e1:]
+                for t in range(min(n0, n1)):  # deinterleaved (vectorized as interleaved loads)
+                    even[t] = src[2 * t]
+                    odd[t] = src[2 * t + 1]
+                for t in range(n1, n0):
+                    even[t] = src[2 * t]
+                for t in range(n0, n1):
+                    odd[t] = src[2 * t + 1]
+        return
     for c in range(C):
         for iy in range(rows):
             r = iy + pt
@@ -311,10 +328,6 @@ def _pad_into(x, xp, pt, pl, sh, sw):
                 if sw == 1:
                     for t in range(n):  # contiguous: vectorized
                         dst[t] = src[t]
-                elif sw == 2:  # a stride LLVM knows: vectorized as interleaved loads (~4x)
-                    s2 = src[ix0:]
-                    for t in range(n):
-                        dst[t] = s2[2 * t]
                 else:
                     for t in range(n):
                         dst[t] = src[ix0 + t * sw]
