@@ -4,6 +4,7 @@ and the parallel (chunked) kernels, on random shapes, strides, pads, ceil_mode a
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -176,3 +177,37 @@ def test_prepared_pool_node_matches_the_kernel(case, kind, dtype):
     if kind == "max" and "pads" in attrs and all(s >= 2 * k for s, k in zip(spatial, attrs["kernel_shape"])):
         node = kpool.prepare_pool(op, **dilated)
         np.testing.assert_array_equal(node(x), op(x, **dilated))
+
+
+@SETTINGS
+@given(st.integers(1, 2), st.integers(1, 6), st.integers(2, 9), st.integers(2, 9), st.sampled_from(["max", "avg0", "avg1"]),
+       st.sampled_from([np.float32, np.float64, np.int8]), st.booleans(), st.booleans(), st.integers(0, 2**31))
+def test_same_3x3_pools_over_stacked_planes(N, C, H, W, kind, dtype, view, nan, seed):
+    """3x3 stride-1 pools padded by one all round (Inception's pool branches) run over the stack
+    of planes at once (``_same_3x3_rows``): against the reference — MaxPool exactly (a NaN wins
+    its windows), AveragePool with and without the padding counted — on planes of two rows or
+    columns, batch 2 and input views."""
+    if kind != "max" and dtype == np.int8:
+        dtype = np.float32  # AveragePool is float only
+    rng = np.random.default_rng(seed)
+    x = _input(rng, N, C, [H, W], view, np.float32 if dtype == np.float64 else dtype).astype(dtype)
+    if nan and x.dtype.kind == "f":
+        x[0, 0, rng.integers(H), rng.integers(W)] = np.nan
+    attrs = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("max_pool_3x3_same", "avg_pool_3x3_same"):
+            fn = getattr(kpool, name)
+            mp.setattr(kpool, name, lambda *a, fn=fn: calls.append(1) or fn(*a))
+        if kind == "max":
+            got, want = kpool.prepare_pool(kpool.max_pool_values, **attrs)(x), rpool.MaxPool(x, **attrs)[0]
+        else:
+            include = int(kind == "avg1")
+            got = kpool.prepare_pool(kpool.AveragePool, **attrs, count_include_pad=include)(x)
+            want = rpool.AveragePool(x, **attrs, count_include_pad=include)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if kind == "max":
+        np.testing.assert_array_equal(got, want)
+    else:  # sums of at most 9 values in [-1, 1], rows then columns where the reference sums window by window
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert calls or (nan and kind == "max" and x.dtype.kind == "f")  # (a NaN max pool: the taps)

@@ -319,7 +319,80 @@ def _plane_means(x, y, count):
         y[p] = s / count
 
 
+def _max_pool_3x3_same(x, y, v):
+    """y = MaxPool 3x3, stride 1, one pixel of padding all round (Inception's pool branches), for
+    the stack of planes x [P, H, W] at once (H, W >= 2): y [P, H, W], v [P*H*W] scratch.
+
+    On small planes the per-plane loops of ``_max_pool_rows`` are a few pixels long and their
+    fixed cost is the time. Here the planes are one flat array: v[i] = max(x[i - W], x[i],
+    x[i + W]) and y[i] = max(v[i - 1], v[i], v[i + 1]) are each ONE long loop over all planes;
+    the rows at a plane's top and bottom (which read the neighbouring plane) and the pixels at a
+    row's ends (which read the neighbouring row) are then redone without the missing neighbour
+    (the -inf padding never wins). Plain comparisons: a NaN would be dropped, so inputs holding
+    one do not come here (``_nan_checked``)."""
+    P, H, W = x.shape
+    L = H * W
+    n = P * L
+    xf = x.reshape(n)
+    yf = y.reshape(n)
+    up, mid, down, vm = xf[0:], xf[W:], xf[2 * W:], v[W:]  # views from the shift: indexes >= 0
+    for i in range(n - 2 * W):  # v[i + W] = max of x at i, i + W, i + 2W (rows above, at, below)
+        a, b, c = up[i], mid[i], down[i]
+        m = a if a > b else b
+        vm[i] = m if m > c else c
+    for p in range(P):  # each plane's first and last row: two rows, not three
+        top, second = xf[p * L:], xf[p * L + W:]
+        before, last = xf[p * L + L - 2 * W:], xf[p * L + L - W:]
+        vt, vb = v[p * L:], v[p * L + L - W:]
+        for j in range(W):
+            vt[j] = top[j] if top[j] > second[j] else second[j]
+            vb[j] = last[j] if last[j] > before[j] else before[j]
+    left, here, right, ym = v[0:], v[1:], v[2:], yf[1:]
+    for i in range(n - 2):  # y[i + 1] = max of v at i, i + 1, i + 2 (columns left, at, right)
+        a, b, c = left[i], here[i], right[i]
+        m = a if a > b else b
+        ym[i] = m if m > c else c
+    for r in range(P * H):  # each row's first and last pixel: two columns, not three
+        f, e = r * W, r * W + W - 1
+        yf[f] = v[f] if v[f] > v[f + 1] else v[f + 1]
+        yf[e] = v[e] if v[e] > v[e - 1] else v[e - 1]
+
+
+def _avg_pool_3x3_same(x, y, v, count):
+    """y = AveragePool 3x3, stride 1, one pixel of padding all round, as :func:`_max_pool_3x3_same`
+    with sums (a missing neighbour adds nothing), then y = sum / count: count [H*W] holds the
+    window sizes of one plane (9 everywhere with count_include_pad=1; 4, 6 or 9 without)."""
+    P, H, W = x.shape
+    L = H * W
+    n = P * L
+    xf = x.reshape(n)
+    yf = y.reshape(n)
+    up, mid, down, vm = xf[0:], xf[W:], xf[2 * W:], v[W:]
+    for i in range(n - 2 * W):
+        vm[i] = up[i] + mid[i] + down[i]
+    for p in range(P):
+        top, second = xf[p * L:], xf[p * L + W:]
+        before, last = xf[p * L + L - 2 * W:], xf[p * L + L - W:]
+        vt, vb = v[p * L:], v[p * L + L - W:]
+        for j in range(W):
+            vt[j] = top[j] + second[j]
+            vb[j] = before[j] + last[j]
+    left, here, right, ym = v[0:], v[1:], v[2:], yf[1:]
+    for i in range(n - 2):
+        ym[i] = left[i] + here[i] + right[i]
+    for r in range(P * H):
+        f, e = r * W, r * W + W - 1
+        yf[f] = v[f] + v[f + 1]
+        yf[e] = v[e - 1] + v[e]
+    for p in range(P):
+        yp = yf[p * L:]
+        for i in range(L):
+            yp[i] = yp[i] / count[i]
+
+
 plane_means = numba.njit(cache=True, fastmath={"reassoc"})(_plane_means)
+max_pool_3x3_same = numba.njit(cache=True)(_max_pool_3x3_same)
+avg_pool_3x3_same = numba.njit(cache=True, error_model="numpy")(_avg_pool_3x3_same)  # numpy: no zero check, the division vectorizes
 top_bits = numba.njit(cache=True)(_top_bits)
 maxpool_loops = numba.njit(parallel=True, cache=True)(_maxpool_loops)  # MaxPool with Indices
 avgpool_loops = numba.njit(parallel=True, cache=True)(_avgpool_loops)  # the teaching loops (tests)
@@ -385,6 +458,27 @@ def _nan_checked(rows):
         else:
             rows(x, y, kh, kw, sh, sw, ph, pw, low, chunks)
     return run
+
+
+def _same_3x3_rows(x_shape, dtype, avg, count_include_pad):
+    """:func:`_max_pool_3x3_same` / :func:`_avg_pool_3x3_same` for x of ``x_shape`` [N, C, H, W],
+    called as the rows kernels are (their other arguments unused). Round-robin medians, us
+    (``prepare_pool``'s node before -> after): MaxPool [1, 512, 13, 13] 101-110 -> 34-35,
+    [1, 832, 6, 6] 69 -> 22; AveragePool [1, 576, 14, 14] 167-175 -> 61, [1, 256, 28, 28] 261 -> 83."""
+    N, C, H, W = x_shape
+    if avg:  # the window sizes of one plane: rows inside times columns inside (or 9 with the padding)
+        inside = [(min(i + 2, n) - max(i - 1, 0)) for n in (H, W) for i in range(n)]
+        rows_in, cols_in = np.array(inside[:H]), np.array(inside[H:])
+        count = np.full(H * W, 9, dtype) if count_include_pad else np.outer(rows_in, cols_in).astype(dtype).reshape(-1)
+
+    def rows(x, y, *_):
+        v = np.empty(x.size, x.dtype)  # [N*C*H*W]: the row maxima / sums
+        if avg:
+            avg_pool_3x3_same(x.reshape(N * C, H, W), y.reshape(N * C, H, W), v, count)
+        else:
+            max_pool_3x3_same(x.reshape(N * C, H, W), y.reshape(N * C, H, W), v)
+
+    return rows
 
 
 def _rows_and_chunks(x, parallel, serial):
@@ -459,6 +553,9 @@ def prepare_pool(op, **attrs):
             return None  # the whole plane: AveragePool runs GlobalAveragePool
         rows, chunks = _rows_and_chunks(x, *((avg_pool_rows, avg_pool_rows_serial) if avg
                                               else (max_pool_rows, max_pool_rows_serial)))
+        if ((kh, kw, sh, sw) == (3, 3, 1, 1) and begin == [1, 1] and end == [1, 1] and min(x.shape[2:]) >= 2
+                and chunks == 1):  # 3x3/1 "same" pools of small planes: the stack of planes at once
+            rows = _same_3x3_rows(x.shape, X.dtype, avg, int(attrs.get("count_include_pad", 0)))
         if not avg and X.dtype.kind == "f":
             rows = _nan_checked(rows)
         y4 = (x.shape[0], x.shape[1], oh, ow)
