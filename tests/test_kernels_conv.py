@@ -56,6 +56,28 @@ def test_depthwise_loops_match_reference(case, build):
         _close(kconv.Conv(x, w, b, **attrs), want)
 
 
+@SETTINGS
+@given(st.integers(1, 2), st.integers(1, 5), st.integers(1, 3), st.integers(2, 12), st.integers(2, 12),
+       st.sampled_from(["serial", "parallel"]), st.booleans(), st.integers(0, 2**31))
+def test_depthwise_3x3_same_loops_match_reference(N, C, mult, H, W, build, with_z, seed):
+    """The 3x3 stride-1 pad-1 depthwise loops over unpadded planes (rows and columns of two up,
+    a channel multiplier, batch 2, both builds), with a residual Z and a Clip in their pass."""
+    rng = np.random.default_rng(seed)
+    x, w, b = _rand(rng, (N, C, H, W)), _rand(rng, (C * mult, 1, 3, 3)), _rand(rng, (C * mult,))
+    want = rconv.Conv(x, w, b, pads=[1, 1, 1, 1], group=C)
+    z = _rand(rng, want.shape) if with_z else np.empty((0, 0, 0, 0), np.float32)
+    if with_z:
+        want = want + z
+    want = np.clip(want, np.float32(-0.5), np.float32(0.75))
+    got = np.empty_like(want)
+    loops, chunks = ((kconv.depthwise_3x3_same_loops, 2) if build == "parallel"
+                     else (kconv.depthwise_3x3_same_loops_serial, 1))
+    loops(x, w, b, got, chunks, z, np.float32(-0.5), np.float32(0.75), 0, np.float32(0), np.float32(0))
+    _close(got, want)
+    run = kconv.conv2d_runner(x.shape, x.dtype, w, b, (1, 1), (1, 1, 1, 1), (1, 1), C, (H, W))
+    assert run.__name__ == "run_depthwise_3x3" or C == 1  # (one channel, one group: a group-1 conv)
+
+
 def test_depthwise_big_enough_for_threads_and_non_contiguous_input():
     rng = np.random.default_rng(1)
     x = _rand(rng, (1, 96, 48, 96))[:, :, :, ::2]  # a strided view: [1, 96, 48, 48]
@@ -262,7 +284,7 @@ def test_bands_of_output_rows_match_reference(monkeypatch, stride, group, bias):
 
 
 _PATHS = {  # name: (C, M, group, kernel, strides, image) picking one path of conv2d each (3x3: pads 1)
-    "depthwise": (6, 6, 6, 3, 1, 9), "shifted": (8, 3, 1, 3, 1, 9), "pointwise": (5, 7, 1, 1, 1, 9),
+    "depthwise": (6, 6, 6, 3, 1, 9), "depthwise 3x3/2": (6, 6, 6, 3, 2, 9), "shifted": (8, 3, 1, 3, 1, 9), "pointwise": (5, 7, 1, 1, 1, 9),
     "runs": (4, 6, 1, 3, 1, 12), "im2col": (4, 6, 1, 3, 2, 11), "im2col 7x7": (3, 5, 1, 3, 1, 5),
     "grouped runs": (4, 6, 2, 3, 1, 12), "unpadded 1x1/2": (5, 7, 1, 1, 2, 9),
     "strided runs": (3, 5, 1, 3, 2, 41),  # 3x3/2 on 41x41: the stride phases' runs (1 extra column in 21)
