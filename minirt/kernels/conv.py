@@ -505,6 +505,9 @@ depthwise_loops_serial = numba.njit(cache=True)(renamed(_depthwise_loops, "seria
 depthwise_3x3_same_loops = numba.njit(parallel=True, cache=True)(_depthwise_3x3_same_loops)
 depthwise_3x3_same_loops_serial = numba.njit(cache=True)(renamed(_depthwise_3x3_same_loops, "serial"))
 DEPTHWISE_PARALLEL_MIN = 600_000  # multiply-adds: below this, one thread is faster (272x14x14 3x3: equal)
+DEPTHWISE_3X3_PARALLEL_MIN = 4_000_000  # ... for the 3x3 "same" loops, twice as fast a plane (round-robin, us,
+#                                         serial / two threads: 136@28x28 69 / 77, 112@56x56 160 / 159, 32@112x112
+#                                         169 / 137, 96@112x112 478 / 337; in a model the threads' wake-up costs more)
 
 
 # ----------------------------------------------------------------------------- the op
@@ -660,6 +663,8 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         no_z4 = np.empty((0, 0, 0, 0), dtype)
 
         if (kh, kw, sh, sw, dh, dw, ph, pw) == (3, 3, 1, 1, 1, 1, 1, 1) and (oh, ow) == (H, Wd) and min(H, Wd) >= 2:
+            parallel = work >= DEPTHWISE_3X3_PARALLEL_MIN and numba.get_num_threads() > 1
+            chunks = min(N * M, numba.get_num_threads()) if parallel else 1
             same = depthwise_3x3_same_loops if parallel else depthwise_3x3_same_loops_serial
 
             def run_depthwise_3x3(X, Z=None):  # MobileNet's and ShuffleNet's: from the unpadded planes
