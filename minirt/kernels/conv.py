@@ -588,7 +588,9 @@ DIRECT_MIN_LENGTH = 256  # ... if their passes are this long at least (oh * Wq):
 #                          80, 61 -> 69; 16->64 on 55x55, 28 M, 458 -> 881)
 BAND_BYTES = 2 << 20  # one band of output rows: its columns and its product, about one core's L2 (1 MiB) x 2
 BAND_MIN_COLUMNS = 256  # ... but never fewer output columns a band: BLAS is slow on thin products
-WINOGRAD_SHARED_MIN_MACS = 1 << 22  # ... and share out their products between the threads from this many
+WINOGRAD_SHARED_MIN_MACS = 1 << 21  # ... and share out their products between the threads from this many
+#                                      (one thread / shared, us: 64->64 on 8x8, 1 M, 70 / 117; DenseNet's
+#                                      128->32 on 14x14, 3.2 M, 307 / 217)
 WINOGRAD_BAND_MIN_TILES = 96  # Winograd convs run in bands from this many tiles a thread (28x28: 98)
 
 
