@@ -601,6 +601,9 @@ assert np.allclose(matmul.matmul_blocked(x[0, 0], x[0, 1], 2), x[0, 0] @ x[0, 1]
 assert np.allclose(softmax.LogSoftmax(x), softmax.LogSoftmax_reference(x), atol=1e-6)
 assert np.allclose(norm.LayerNormalization(x, b[:1].repeat(5) + 1)[0], norm.LayerNormalization_reference(x, b[:1].repeat(5) + 1)[0], atol=1e-5)
 assert np.array_equal(pool.MaxPool(x, kernel_shape=[2, 2])[1], pool.MaxPool_reference(x, kernel_shape=[2, 2])[1])
+same = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])  # the 3x3/1 pools over the stack of planes
+assert np.array_equal(pool.prepare_pool(pool.max_pool_values, **same)(x), pool.MaxPool_reference(x, **same)[0])
+assert np.allclose(pool.prepare_pool(pool.AveragePool, **same)(x), pool.AveragePool_reference(x, **same), atol=1e-6)
 assert np.allclose(activation.Erf(x), activation.Erf_reference(x), atol=1e-6)
 assert np.allclose(activation.Gelu(x), activation.Gelu_reference(x), atol=1e-6)
 from minirt.kernels import quant

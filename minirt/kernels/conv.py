@@ -57,10 +57,10 @@ import functools
 import numba
 import numpy as np
 
-from minirt.kernels._jit import renamed
-from minirt.kernels.epilogue import activate as _activate
 from minirt.kernels import winograd
 from minirt.kernels._const import immutable
+from minirt.kernels._jit import renamed
+from minirt.kernels.epilogue import activate as _activate
 from minirt.kernels.gemm import blas_threads, matmul, run_blas_pieces
 from minirt.kernels.pool import all_finite
 from minirt.ops.conv import Conv as Conv_reference
@@ -384,7 +384,7 @@ def _pad_into(x, xp, pt, pl, sh, sw):
                 for ix in range(cols):
                     dst[ix] = src[ix]
         return
-    if sw == 2:  # both column phases in one loop: half the loops (per-loop costs ruled: 341 -> 75 us on [128, 56, 56])
+    if sw == 2:  # both column phases in one loop: half the loops (per-loop costs ruled: 341 -> 127 us on [128, 56, 56])
         e0, e1 = pl // 2, (pl + 1) // 2  # image column 2t goes to column t + e0 of phase pl % 2, 2t + 1 to t + e1 of the other
         n0, n1 = min((W + 1) // 2, Wq - e0), min(W // 2, Wq - e1)  # the even / odd image columns that fit
         for c in range(C):
@@ -897,8 +897,9 @@ class PreparedConv:
     the weight and bias arrays it was built for, for the next runs — the same node sees the same
     shapes and the same initializers run after run (checked with ``is`` on every call; other
     arrays build a new runner). It holds views of W and B, never copies: it is kept only when
-    they are contiguous. A call the fast path does not take returns None (the caller runs the
-    general one)."""
+    they are contiguous — except that of a Winograd conv, which keeps the transform of a
+    read-only W (one that cannot change: ``keep_weights`` of :func:`conv2d_runner`). A call the
+    fast path does not take returns None (the caller runs the general one)."""
 
     MAX_SHAPES = 8  # runners kept per node: one per input shape
 
@@ -926,7 +927,7 @@ class PreparedConv:
             if min(out_shape) > 0 and X.shape[0] > 0:
                 y_shape = (X.shape[0], W.shape[0]) + out_shape
                 run = conv2d_runner(X.shape, X.dtype, W, B, strides, begin, dilations, self.group, out_shape,
-                                    *self.epilogue, keep_weights=immutable(W))
+                                    *self.epilogue, keep_weights=immutable(W) and W.flags.c_contiguous)
         entry = (X.dtype, W, B, y_shape, run)
         if W.flags.c_contiguous and (B is None or B.flags.c_contiguous):  # the runner holds views of them
             if len(self.runners) >= self.MAX_SHAPES:

@@ -40,9 +40,10 @@ Measured on this 2-core Zen 4 against the column paths (round-robin medians, ms)
 64->64 on 224x224 24.7 -> 16.6, 256->256 on 56x56 22.8 -> 12.6, 512->512 on 28x28 21.9 -> 11.1;
 ResNet-50's 64->64 on 56x56 1.86 -> 1.40, 256->256 on 14x14 1.5-1.7 -> 0.9-1.2, 512->512 on
 7x7 2.0 -> 1.6; DenseNet-121's 128->32 on 28x28 0.55 -> 0.41 (the shifted GEMM before);
-Inception's 192->320 on 7x7 0.46 -> 0.30. Whole models (same process, alternating): VGG-19
-0.59x, DenseNet-121 ~0.77x, ResNet-50 ~0.87x, Inception-v1 0.88x, ZFNet 0.88x, squeezenet 1.0x
-(its 3x3 convs have 16-64 input channels).
+Inception's 192->320 on 7x7 0.46 -> 0.30. Whole models (same process, two sessions
+alternating, one without Winograd): VGG-19 0.61x, Inception 0.84-0.88x, ZFNet 0.88x, ResNet-50
+0.91x, DenseNet-121 0.92x, resnet_mini 0.89x, squeezenet 1.0x (its 3x3 convs have 16-64 input
+channels).
 
 Rounding: the transforms add and subtract up to 16 inputs (or products) where the direct sum
 adds 9: float32 errors of the same order as im2col's (measured max |error| against float64,
