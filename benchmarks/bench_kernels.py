@@ -6,6 +6,11 @@ The three are run interleaved (kernel, reference, onnxruntime, kernel, ...) so t
 machine slows all of them alike; the table shows medians and the ratios kernel/reference and
 kernel/onnxruntime (below 1: the kernel is faster), then the best times (on a shared, busy machine
 the best run is the one that was not preempted). onnxruntime runs with 2 intra-op threads.
+
+The kernel runs as a session's plan runs it: through its plan-time step when it registers one
+(``prepare``: Conv's kept runner, the pools' kept geometry), with every input but the first
+read-only, as a model's initializers are (Conv's Winograd path is taken only for read-only
+weights).
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ CASES = [
     ("Conv 1x1 s2 512->1024 @28", "Conv", 13, [f32(1, 512, 28, 28), f32(1024, 512, 1, 1)], dict(strides=[2, 2]), 1),
     ("Conv 7x7 s2 3->64 @224", "Conv", 13, [f32(1, 3, 224, 224), f32(64, 3, 7, 7), f32(64)], dict(pads=[3, 3, 3, 3], strides=[2, 2]), 1),
     ("Conv 3x3 512->512 @14", "Conv", 13, [f32(1, 512, 14, 14), f32(512, 512, 3, 3)], dict(pads=[1, 1, 1, 1]), 1),
+    ("Conv 3x3 256->256 @14 (ResNet)", "Conv", 13, [f32(1, 256, 14, 14), f32(256, 256, 3, 3), f32(256)], dict(pads=[1, 1, 1, 1]), 1),
+    ("Conv 3x3 512->512 @7 (ResNet)", "Conv", 13, [f32(1, 512, 7, 7), f32(512, 512, 3, 3), f32(512)], dict(pads=[1, 1, 1, 1]), 1),
+    ("Conv 3x3 64->64 @224 (VGG)", "Conv", 13, [f32(1, 64, 224, 224), f32(64, 64, 3, 3), f32(64)], dict(pads=[1, 1, 1, 1]), 1),
+    ("Conv 3x3 128->32 @14 (DenseNet)", "Conv", 13, [f32(1, 128, 14, 14), f32(32, 128, 3, 3)], dict(pads=[1, 1, 1, 1]), 1),
+    ("Conv 3x3 s2 128->128 @56 (ResNet v1.5)", "Conv", 13, [f32(1, 128, 56, 56), f32(128, 128, 3, 3), f32(128)], dict(pads=[1, 1, 1, 1], strides=[2, 2]), 1),
+    ("Conv depthwise 3x3 272 @14 (shufflenet)", "Conv", 13, [f32(1, 272, 14, 14), f32(272, 1, 3, 3), f32(272)], dict(pads=[1, 1, 1, 1], group=272), 1),
     ("Conv depthwise 3x3 128 @56", "Conv", 13, [f32(1, 128, 56, 56), f32(128, 1, 3, 3), f32(128)], dict(pads=[1, 1, 1, 1], group=128), 1),
     ("Conv group=32 3x3 256 @28", "Conv", 13, [f32(1, 256, 28, 28), f32(256, 8, 3, 3)], dict(pads=[1, 1, 1, 1], group=32), 1),
     ("MatMul 512x768 @ 768x768", "MatMul", 13, [f32(512, 768), f32(768, 768)], {}, 1),
@@ -116,22 +127,29 @@ def median_times(fns, repeats):
     return [float(np.median(t)) for t in times], [float(np.min(t)) for t in times]
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--only", default="", help="run only the cases whose name contains this")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     fp32_matmul = None
     print(f"{'case':44s} {'kernel ms':>10s} {'ref ms':>10s} {'ORT ms':>10s} {'k/ref':>7s} {'k/ORT':>7s}")
     for name, op_type, opset, inputs, attrs, n_out in CASES:
         if args.only and args.only not in name:
             continue
-        fast = registry.lookup("", op_type, opset, kernels=True).fn
+        opdef = registry.lookup("", op_type, opset, kernels=True)
         ref = registry.lookup("", op_type, opset, kernels=False).fn
         if name.startswith("MaxPool Y"):  # the Y-only minirt.MaxPool (the reference returns Y and Indices)
-            fast = registry.lookup("minirt", "MaxPool", 1, kernels=True).fn
-        assert fast is not ref, f"no kernel registered for {op_type}"
-        (k, r, o), (kb, rb, ob) = median_times([lambda: fast(*inputs, **attrs), lambda: ref(*inputs, **attrs),
+            opdef = registry.lookup("minirt", "MaxPool", 1, kernels=True)
+        assert opdef.fn is not ref, f"no kernel registered for {op_type}"
+        for a in inputs[1:]:
+            a.flags.writeable = False  # weights, scales, zero points: a model's initializers are read-only
+        if opdef.prepare is not None:  # as a plan runs it: the node's step, made once
+            step = opdef.prepare(**attrs)
+            fast = lambda step=step: step(*inputs)  # noqa: E731
+        else:
+            fast = lambda fn=opdef.fn: fn(*inputs, **attrs)  # noqa: E731
+        (k, r, o), (kb, rb, ob) = median_times([fast, lambda: ref(*inputs, **attrs),
                                                 ort_session(op_type, opset, inputs, attrs, n_out)], args.repeats)
         print(f"{name:44s} {k * 1e3:10.3f} {r * 1e3:10.3f} {o * 1e3:10.3f} {k / r:7.2f} {k / o:7.2f}"
               f"   best: {kb * 1e3:.3f} {rb * 1e3:.3f} {ob * 1e3:.3f}", flush=True)

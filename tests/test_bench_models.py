@@ -1,5 +1,5 @@
-"""benchmarks/bench_models.py runs (a smoke test: one round on the bundled model, no timing
-asserted — the numbers are the benchmark's business, not a test's)."""
+"""benchmarks/bench_models.py and bench_kernels.py run (smoke tests: one round on the bundled
+model or one case, no timing asserted — the numbers are the benchmark's business, not a test's)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ pytest.importorskip("onnxruntime")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
 
 
-def _bench_models():
+def _bench_models(name="bench_models"):
+    """The benchmark script ``benchmarks/{name}.py`` as a module."""
     sys.path.insert(0, str(SCRIPT.parent))  # its `fair` module
     try:
-        spec = importlib.util.spec_from_file_location("bench_models", SCRIPT)
+        spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
@@ -43,3 +44,10 @@ def test_import_order_one_pair():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "numpy-first  digits_cnn" in out.stdout and "minirt-first digits_cnn" in out.stdout
+
+
+def test_bench_kernels_one_case(capsys):
+    """benchmarks/bench_kernels.py: one round of one case, run as a session runs it (prepared step)."""
+    _bench_models("bench_kernels").main(["--only", "depthwise 3x3 272", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "Conv depthwise 3x3 272 @14 (shufflenet)" in out and "k/ORT" in out
