@@ -278,11 +278,35 @@ def test_softmax_family_matches_reference(shape, axis, scale, dtype, seed):
         _close(fast(x), ref(x), 1e-5)
 
 
-def test_softmax_extremes():
-    x = np.array([[0.0, -np.inf, 1.0], [np.nan, 1.0, 2.0], [1e30, 1e30, -1e30]], np.float32)
+@pytest.mark.parametrize("width", [3, 1500])  # the plain loops; the float32 rows32 loops
+def test_softmax_extremes(width):
+    """-inf, NaN (its row NaN), huge values, a row of -inf (NaN), an all-equal row; the rest of a
+    long row random."""
+    rows = [[0.0, -np.inf, 1.0], [np.nan, 1.0, 2.0], [1e30, 1e30, -1e30], [-np.inf] * 3, [7.0] * 3]
+    x = np.full((len(rows), width), -np.inf, np.float32)
+    x[:, :3] = rows
+    if width > 3:
+        x[[0, 1, 2, 4], 3:] = _rand(np.random.default_rng(1), (4, width - 3)) * 50
+        x[4, 3:] = 7.0
+    assert (x.size >= ksoftmax.ROWS32_MIN) == (width > 3)
     with np.errstate(invalid="ignore"):
         _close(ksoftmax.Softmax(x), rnorm.Softmax(x), 1e-6)
-        _close(ksoftmax.LogSoftmax(x), rnorm.LogSoftmax(x), 1e-6)
+        _close(ksoftmax.LogSoftmax(x), rnorm.LogSoftmax(x), 1e-5)
+
+
+@SETTINGS
+@given(st.integers(1, 40), st.integers(1, 300), st.sampled_from([1.0, 30.0, 100.0]), st.integers(0, 2**31))
+def test_softmax_rows32_match_reference(R, D, scale, seed):
+    """The float32 rows with the vectorized exp, any row length (16-lane max: tails of 0-15),
+    spreads up to 200 (exps down to the underflow cut). Tolerance: exp within 1.2 ulp, a float64
+    sum; LogSoftmax's 1e-5 covers log(sum) next to values up to |200|."""
+    rng = np.random.default_rng(seed)
+    x = (_rand(rng, (R, D)) * scale).astype(np.float32)
+    y = np.empty_like(x)
+    ksoftmax.softmax_rows32(x, y)
+    _close(y, rnorm.Softmax(x), 1e-6)
+    ksoftmax.log_softmax_rows32(x, y)
+    _close(y, rnorm.LogSoftmax(x), 1e-5)
 
 
 @SETTINGS
@@ -599,6 +623,8 @@ ww.flags.writeable = False  # read-only weights: the Winograd path
 assert np.allclose(conv.PreparedConv(pads=[1, 1, 1, 1])(xw, ww), conv.Conv_reference(xw, ww, pads=[1, 1, 1, 1]), atol=1e-4)
 assert np.allclose(matmul.matmul_blocked(x[0, 0], x[0, 1], 2), x[0, 0] @ x[0, 1], atol=1e-5)
 assert np.allclose(softmax.LogSoftmax(x), softmax.LogSoftmax_reference(x), atol=1e-6)
+xs = rng.random((3, 400), np.float32) * 20  # float32 from ROWS32_MIN elements: the vectorized exp
+assert np.allclose(softmax.Softmax(xs), softmax.Softmax_reference(xs), atol=1e-6)
 assert np.allclose(norm.LayerNormalization(x, b[:1].repeat(5) + 1)[0], norm.LayerNormalization_reference(x, b[:1].repeat(5) + 1)[0], atol=1e-5)
 assert np.array_equal(pool.MaxPool(x, kernel_shape=[2, 2])[1], pool.MaxPool_reference(x, kernel_shape=[2, 2])[1])
 same = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])  # the 3x3/1 pools over the stack of planes
