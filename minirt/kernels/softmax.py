@@ -131,15 +131,21 @@ def _row_sum(y):
     return total
 
 
+def _row_exps(x, y, k):
+    """y = exp(x - max(x)) for one float32 row (k: :func:`_exp_shifted32`'s scratch); returns
+    the max and the sum of y (float64): the part Softmax and LogSoftmax share."""
+    m = _row_max(x)
+    _exp_shifted32(x, m, y, k)
+    return m, _row_sum(y)
+
+
 def _softmax_rows32(x, y):
     """:func:`_softmax_rows` for float32 with :func:`_exp_shifted32`; the sum in float64."""
     R, D = x.shape
     k = np.empty(D, np.int32)
     for r in range(R):
         xr, yr = x[r], y[r]
-        m = _row_max(xr)
-        _exp_shifted32(xr, m, yr, k)
-        s = np.float32(_row_sum(yr))
+        s = np.float32(_row_exps(xr, yr, k)[1])
         for j in range(D):
             yr[j] = yr[j] / s
 
@@ -150,9 +156,8 @@ def _log_softmax_rows32(x, y):
     k = np.empty(D, np.int32)
     for r in range(R):
         xr, yr = x[r], y[r]
-        m = _row_max(xr)
-        _exp_shifted32(xr, m, yr, k)
-        log_total = np.float32(math.log(_row_sum(yr)))
+        m, total = _row_exps(xr, yr, k)
+        log_total = np.float32(math.log(total))
         for j in range(D):
             yr[j] = (xr[j] - m) - log_total
 
@@ -163,6 +168,7 @@ log_softmax_rows = numba.njit(cache=True)(_log_softmax_rows)
 _exp_shifted32 = numba.njit(cache=True, inline="always", error_model="numpy")(_exp_shifted32)
 _row_max = numba.njit(cache=True)(_row_max)
 _row_sum = numba.njit(cache=True, fastmath={"reassoc"})(_row_sum)  # its own function: flags are per function
+_row_exps = numba.njit(cache=True, inline="always", error_model="numpy")(_row_exps)
 softmax_rows32 = numba.njit(cache=True, error_model="numpy")(_softmax_rows32)
 log_softmax_rows32 = numba.njit(cache=True, error_model="numpy")(_log_softmax_rows32)
 KERNEL_MAX = 1 << 12  # float64 elements: from here on the reference (NumPy) is faster
