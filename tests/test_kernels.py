@@ -639,6 +639,10 @@ assert np.array_equal(quant.ConvInteger(xq, wq, z, pads=[1, 0, 1, 2], group=2), 
 step = quant.prepare_qlinear_conv(pads=[1, 1, 1, 1])
 args = (xq, np.float32(0.1), z, wq[:, :1].repeat(2, 1), np.float32(0.01), np.int8(0), np.float32(0.2), np.uint8(3))
 assert np.array_equal(step(*args), rquant.QLinearConv(*args, pads=[1, 1, 1, 1]))
+xf, wq8 = rng.standard_normal((40, 64)).astype(np.float32), rng.integers(-128, 128, (64, 48)).astype(np.int8)
+wq8.flags.writeable = False  # a BLAS-sized product: its epilogue runs in place on the output
+qargs = (xf, np.float32(0.05), np.uint8(128), wq8, np.float32(0.01), None, rng.standard_normal(48).astype(np.float32))
+assert np.array_equal(quant.QuantizeMatMul(*qargs), rquant.QuantizeMatMul(*qargs))
 print("ok")
 """
 

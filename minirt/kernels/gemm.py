@@ -11,8 +11,13 @@ onnxruntime (whose thread pool lets the caller do the work nobody picked up). So
 
 - a tiny product (< ``OPENBLAS_SERIAL_FLOPS``, which OpenBLAS never threads) is a plain
   ``np.matmul``: no thread-count calls (they cost ~2 us each, a third of a tiny Gemm);
-- a small product (< ``SPLIT_MIN_FLOPS``, 2 MFLOP) runs on the calling thread alone (one BLAS thread):
-  starting threads would cost more than it saves;
+- a small product (< ``SPLIT_MIN_FLOPS``, 5 MFLOP: ~55 us on one core) runs on the calling
+  thread alone (one BLAS thread): waking a helper would cost more than it saves. OpenBLAS's
+  workers sleep ~0.1 ms after a product (``import minirt`` sets that short spin), so in a
+  model, where other ops run between the products, each threaded product first wakes a
+  sleeping worker (30-50 us here). Measured on chargpt at batch 1 (its products 2-4 MFLOP, a
+  LayerNorm or a Softmax between them): 1.22 ms with threads from 2 MFLOP, 1.14 from 5;
+  the conv models within +/-2% (same-process A/B, round-robin medians);
 - a matrix-vector-like product (fewer than ``MIN_OTHER`` rows or columns: a fully connected
   layer at batch 1), whatever its size, keeps OpenBLAS's own threads — it is memory-bound, and
   OpenBLAS's gemv path would round the columns of different pieces differently;
@@ -61,7 +66,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 OPENBLAS_SERIAL_FLOPS = 2 * 4 * 65536  # OpenBLAS itself runs products below this on one thread
-SPLIT_MIN_FLOPS = 2e6  # below: one thread (a 64x576x3136 conv is 231e6)
+SPLIT_MIN_FLOPS = 5e6  # below: one thread (a 64x576x3136 conv is 231e6)
 CHUNKS_PER_THREAD = 1  # one piece each (an idle helper's piece is taken by the caller); more
 #                        pieces cost 10-30% on a quiet machine (each re-packs the weights)
 MIN_PIECE = 32  # columns (or rows) per piece at least: BLAS is slow on thin slices

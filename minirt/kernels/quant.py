@@ -428,6 +428,37 @@ def _scale_rows(acc, a_scale, b_scale, ibias, fbias, out):
                 dst[n] = np.float32(src[n]) * s[n]
 
 
+def _scale_rows_in_place(y, a_scale, b_scale, fbias):
+    """``_scale_rows`` on an integer-valued float32 product ``y`` [P, N], overwriting it:
+    y[p, n] = y[p, n] * float32(a_scale * b_scale[n]) + fbias[n] (fbias: float32 [N] or empty),
+    the same float32 operations. Its own loop because LLVM does not vectorize ``_scale_rows``
+    when acc and out are the same array (it cannot rule out an overlap: 128x192 10.9 us, 2.5
+    here)."""
+    P, N = y.shape
+    a32 = np.float32(a_scale)
+    s = np.empty(N, np.float32)
+    for n in range(N):
+        s[n] = a32 * b_scale[n if b_scale.shape[0] > 1 else 0]
+    has_bias = fbias.shape[0] > 0
+    for p in range(P):
+        row = y[p]
+        if has_bias:
+            for n in range(N):
+                row[n] = row[n] * s[n] + fbias[n]
+        else:
+            for n in range(N):
+                row[n] = row[n] * s[n]
+
+
+def _epilogue_rows(acc, a_scale, b_scale, fbias, out):
+    """MatMulIntegerToFloat's float epilogue into ``out`` [P, N]: in place where the product
+    (``_int_product(..., out=out)``) was written into ``out`` already, else ``scale_rows``."""
+    if acc is out:
+        scale_rows_in_place(out, a_scale, b_scale, fbias)
+    else:
+        scale_rows(acc, a_scale, b_scale, _EMPTY_I32, fbias, out)
+
+
 def _requant_rows(acc, bias, mult, zp, lo, hi, out):
     """out[p, n] = saturate(rint(float32(acc[p, n] + bias[n]) * mult[n]) + zp), vectorized along
     N: ``_requant_loops`` for a [P, N] accumulator whose channels are its columns (QGemm,
@@ -697,6 +728,7 @@ small_to_float = numba.njit(cache=True)(_small_to_float)
 small_requant = numba.njit(cache=True)(_small_requant)
 widen_into = numba.njit(cache=True)(_widen_into)
 scale_rows = numba.njit(cache=True)(_scale_rows)
+scale_rows_in_place = numba.njit(cache=True)(_scale_rows_in_place)
 requant_rows = numba.njit(cache=True)(_requant_rows)
 dots = numba.njit(cache=True, fastmath=True)(_dots)
 dots_to_float = numba.njit(cache=True)(_dots_to_float)
@@ -824,11 +856,13 @@ def _requantize_fast(acc, bias, multiplier, y_zero_point, dtype, axis):
     return out
 
 
-def _int_product(a, b, chunk):
+def _int_product(a, b, chunk, out=None):
     """The exact integer a @ b of integer-valued float32 arrays: float32 when K fits one chunk
-    (every value exact), else int32."""
+    (every value exact; into ``out`` when given, so that the epilogue can then run in place on
+    it — one buffer fewer to touch: chargpt's int8 products ~10% faster in the model), else
+    int32 (a new array)."""
     if a.shape[-1] <= chunk:
-        return matmul(a, b)
+        return matmul(a, b, out=out)
     return _gemm_exact(a, b, chunk)
 
 
@@ -1310,7 +1344,9 @@ def _dynamic_matmul_runner(A, B, b_scale, b_zero_point=None, bias=None, *, activ
             if not dynamic_quantize_widen(A.reshape(-1), af.reshape(-1), scale, zero_point):
                 return None  # NaN / inf: the general path
             y = np.empty(out_shape, np.float32)
-            scale_rows(_int_product(af, b, chunk), scale.item(), b_s, _EMPTY_I32, fb, y.reshape(P, N))
+            y2 = y.reshape(P, N)
+            acc = _int_product(af, b, chunk, out=y2)  # [P, K] @ [K, N] -> [P, N], into y if exact in float32
+            _epilogue_rows(acc, scale.item(), b_s, fb, y2)
         else:
             q = np.empty(A.shape, np.uint8)
             if not dynamic_quantize(A.reshape(-1), q.reshape(-1), scale, zero_point):
@@ -1421,7 +1457,9 @@ def _quantize_matmul_runner(A, a_scale, a_zero_point, B, b_scale, b_zero_point=N
         af = np.empty((P, K), np.float32)
         quantize_widen(A.reshape(-1), scale, zp, lo, hi, af.reshape(-1))  # q - zp, exact
         out = np.empty(out_shape, np.float32)
-        scale_rows(_int_product(af, b, chunk), scale, b_s, _EMPTY_I32, fb, out.reshape(P, N))
+        o2 = out.reshape(P, N)
+        acc = _int_product(af, b, chunk, out=o2)  # [P, K] @ [K, N] -> [P, N], into out if exact in float32
+        _epilogue_rows(acc, scale, b_s, fb, o2)
         return out
 
     return run
@@ -1458,6 +1496,7 @@ def QuantizeMatMul(A, a_scale, a_zero_point, B, b_scale, b_zero_point=None, bias
     if not a2.flags.c_contiguous:
         a2 = np.ascontiguousarray(a2)
     out = np.empty(A.shape[:-1] + (N,), np.float32)
+    out2 = out.reshape(-1, N)  # [P, N], a view of out
     path = _small_path(a2.shape[0], K, N, chunk)
     if path or _use_small(a2.shape[0], K, N):
         q = np.empty(a2.shape, dtype)
@@ -1473,8 +1512,8 @@ def QuantizeMatMul(A, a_scale, a_zero_point, B, b_scale, b_zero_point=None, bias
     else:
         af = np.empty(a2.shape, np.float32)
         quantize_widen(a2.reshape(-1), scale, zp, lo, hi, af.reshape(-1))
-        acc = _int_product(af, b, chunk)
-    scale_rows(acc, scale, b_s, _EMPTY_I32, fb, out.reshape(-1, N))
+        acc = _int_product(af, b, chunk, out=out2)  # [P, K] @ [K, N] -> [P, N], into out if exact in float32
+    _epilogue_rows(acc, scale, b_s, fb, out2)
     return out
 
 

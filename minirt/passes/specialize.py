@@ -14,9 +14,9 @@ what was folded) or its exact shape, when that shape provably follows from the i
   ``fold_constants``); so is ``Shape``/``Size`` of a value whose shape is known;
 - otherwise its output shapes are computed by a rule of :func:`output_shapes`, a **whitelist**
   of ops whose output shape depends only on their input *shapes* and *constant* inputs
-  (elementwise and broadcasting ops, MatMul/Gemm, Transpose, Reshape/Expand/Tile with a
-  constant target, Slice/Unsqueeze/Squeeze/Split with constant parameters, Gather, Concat,
-  reductions, LSTM/GRU/RNN ...). Any other op — NonZero, Compress, Unique, TopK, Loop/If/Scan, a Reshape
+  (elementwise and broadcasting ops, MatMul/Gemm and their quantized forms, Transpose,
+  Reshape/Expand/Tile with a constant target, Slice/Unsqueeze/Squeeze/Split with constant
+  parameters, Gather, Concat, reductions, LSTM/GRU/RNN ...). Any other op — NonZero, Compress, Unique, TopK, Loop/If/Scan, a Reshape
   whose target is data, ops of other domains — leaves its outputs of unknown shape, and
   nothing downstream of them is folded.
 
@@ -177,14 +177,30 @@ def output_shapes(node: Node, shape_of: Callable[[str], Shape | None], const: Ma
             return None
         return [int(x) for x in np.ravel(const[ins[i]])]
 
+    def matmul_plus(b: int, bias: int) -> list[Shape | None]:
+        """A product of inputs 0 and ``b``, plus the optional input ``bias`` (broadcast)."""
+        y = _matmul(s(0), s(b))
+        return [_broadcast([y, s(bias)]) if len(ins) > bias and ins[bias] else y]
+
     if node.domain == "minirt":
         if op == "FusedMatMul":
-            y = _matmul(s(0), s(1))
-            return [_broadcast([y, s(2)]) if len(ins) > 2 and ins[2] else y]
+            return matmul_plus(1, 2)
         if op == "FusedGemm":
             return [_gemm(s(0), s(1), a)]
         if op == "FusedBatchNormalization":  # a per-channel affine map and a clip: X's shape
             return [s(0)]
+        if op == "QuantizeMatMul":  # (A, a_scale, a_zero_point, B, b_scale, b_zero_point, bias)
+            return matmul_plus(3, 6)
+        if op == "FusedDynamicQuantizeMatMul":  # (A, B, b_scale, b_zero_point, bias)
+            return matmul_plus(1, 4)
+        return []
+    if node.domain == "com.microsoft":  # the quantized products onnxruntime's quantizer emits
+        if op == "DynamicQuantizeMatMul":  # (A, B, b_scale, b_zero_point, bias)
+            return matmul_plus(1, 4)
+        if op == "MatMulIntegerToFloat":  # (A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+            return matmul_plus(1, 6)
+        if op == "QGemm":  # (A, a_scale, a_zero_point, B, ...): Gemm's [M, N] (C adds, never widens)
+            return [_gemm(s(0), s(3), a)]
         return []
     if node.domain != "":
         return []
@@ -201,8 +217,14 @@ def output_shapes(node: Node, shape_of: Callable[[str], Shape | None], const: Ma
         return [_broadcast([s(i) for i in range(len(ins))])]
     if x is None:
         return []
-    if op == "MatMul":
+    if op in ("MatMul", "MatMulInteger"):
         return [_matmul(x, s(1))]
+    if op == "QLinearMatMul":  # (a, a_scale, a_zero_point, b, ...)
+        return [_matmul(x, s(3))]
+    if op in ("QuantizeLinear", "DequantizeLinear"):  # elementwise (per tensor, axis or block)
+        return [x]
+    if op == "DynamicQuantizeLinear":  # y, and its scale and zero point (scalars)
+        return [x, (), ()]
     if op == "Gemm":
         return [_gemm(x, s(1), a)]
     if op == "Transpose":
