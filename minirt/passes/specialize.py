@@ -16,9 +16,9 @@ what was folded) or its exact shape, when that shape provably follows from the i
   of ops whose output shape depends only on their input *shapes* and *constant* inputs
   (elementwise and broadcasting ops, MatMul/Gemm and their quantized forms, Transpose,
   Reshape/Expand/Tile with a constant target, Slice/Unsqueeze/Squeeze/Split with constant
-  parameters, Gather, Concat, reductions, LSTM/GRU/RNN ...). Any other op — NonZero, Compress, Unique, TopK, Loop/If/Scan, a Reshape
-  whose target is data, ops of other domains — leaves its outputs of unknown shape, and
-  nothing downstream of them is folded.
+  parameters, Gather, Concat, reductions, LSTM/GRU/RNN ...). Any other op — NonZero, Compress,
+  Unique, TopK, Loop/If/Scan, a Reshape whose target is data, other ops of other domains —
+  leaves its outputs of unknown shape, and nothing downstream of them is folded.
 
 The shapes recorded by ONNX shape inference at load time are *not* used (they are forgotten
 on the copy): every shape used here was derived from the input shapes by the rules below.
