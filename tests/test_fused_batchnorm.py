@@ -72,3 +72,34 @@ def test_shape_specialization_sees_through_the_fused_node():
 
     node = Node("FusedBatchNormalization", ["x", "s", "b", "m", "v"], ["y"], {"activation": "Relu"}, domain="minirt")
     assert output_shapes(node, {"x": (2, 4, 5, 6)}.get, {}, 17) == [(2, 4, 5, 6)]
+
+
+def _readonly(a):
+    a = np.array(a)
+    a.flags.writeable = False  # as minirt's initializers are: the plan-time step keeps its runner
+    return a
+
+
+@pytest.mark.parametrize("activation, params", [("Relu", None), ("Clip", (-0.25, 0.75)), ("Clip", (-np.inf, 6.0)),
+                                                ("", None), ("Sigmoid", None)])
+@pytest.mark.parametrize("shape", [(2, 4, 5, 6), (1, 4, 7), (3, 4), (0, 4, 3, 3)])
+def test_plan_time_step_is_the_kernel(activation, params, shape):
+    """FusedBatchNormalization's plan-time step (s, t, bounds and view worked out once) gives the
+    kernel's bits on its first and later runs, for writeable parameters (never kept), and for a
+    non-contiguous input (the kernel's own path)."""
+    rng = np.random.default_rng(1)
+    C = shape[1]
+    consts = [_readonly(rng.uniform(0.5, 2, C).astype(np.float32)) for _ in range(4)]
+    attrs = dict(epsilon=1e-3, activation=activation, activation_params=params)
+    step = fused_ops.prepare_fused_batch_norm(**attrs)
+    for trial in range(3):
+        x = rng.normal(size=shape).astype(np.float32)
+        want = fused_ops.FusedBatchNormalization_fast(x, *consts, **attrs)
+        got = step(x, *consts)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    writeable = [np.array(c) for c in consts]
+    np.testing.assert_array_equal(step(x, *writeable), fused_ops.FusedBatchNormalization_fast(x, *writeable, **attrs))
+    if len(shape) == 4 and shape[0]:
+        view = np.swapaxes(rng.normal(size=shape[:2] + shape[2:][::-1]).astype(np.float32), 2, 3)  # not contiguous
+        np.testing.assert_array_equal(step(view, *consts), fused_ops.FusedBatchNormalization_fast(view, *consts, **attrs))

@@ -153,7 +153,7 @@ def batch_norm_clip(X, scale, B, mean, var, epsilon, lo, hi):
     [C] parameters (check with ``_bn_fast``): the per-channel s, t of ``batch_norm_inference``,
     then one pass."""
     s, t = channel_scale_shift(scale, B, mean, var, epsilon, X.dtype)  # [C]
-    x = np.ascontiguousarray(X).reshape(X.shape[0], X.shape[1], -1)  # [N, C, D1, ...] -> [N, C, L]
+    x = np.ascontiguousarray(X).reshape(X.shape[0], X.shape[1], math.prod(X.shape[2:]))  # [N, C, D1, ...] -> [N, C, L]
     y = np.empty_like(x)
     # bounds of X's dtype: float64 ones against float32 values would convert every element (2x slower)
     channel_affine_loops(x, s, t, X.dtype.type(lo), X.dtype.type(hi), y)
