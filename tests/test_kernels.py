@@ -200,6 +200,22 @@ def test_gemm_pieces_match_numpy(M, K, N, batch, with_out, dtype, seed):
     _close(got, np.matmul(a, b), 1e-5)
 
 
+def test_gemm_stack_of_tiny_products_makes_no_thread_calls(monkeypatch):
+    """Winograd's 16 products on a small map (each far below what OpenBLAS ever threads) are one
+    plain np.matmul: no thread-count calls (they were half the overhead: 6 us of a 20 us stack);
+    a stack big enough in all still reaches the threading policy."""
+    calls = []
+    monkeypatch.setattr(kgemm, "_openblas", lambda: calls.append(1) or False)
+    rng = np.random.default_rng(0)
+    V, U = _rand(rng, (16, 64, 32), np.float32), _rand(rng, (16, 32, 32), np.float32)
+    assert 2 * 64 * 32 * 32 < kgemm.OPENBLAS_SERIAL_FLOPS <= 2 * 64 * 32 * 32 * 16
+    _close(kgemm.matmul(V, U), np.matmul(V, U), 1e-5)
+    assert calls == []
+    big = _rand(rng, (1024, 64, 32), np.float32)  # 1024 tiny products: 134 MFLOP in all
+    _close(kgemm.matmul(big, U[:1]), np.matmul(big, U[:1]), 1e-5)
+    assert calls
+
+
 def test_gemm_own_threads_back_off_when_starved(monkeypatch):
     """A big product runs on OpenBLAS's own threads until, in one call, the calling thread gets
     less CPU time than 0.8 x the wall time (faked here: its CPU clock stands still); then the
