@@ -288,6 +288,7 @@ _PATHS = {  # name: (C, M, group, kernel, strides, image) picking one path of co
     "runs": (4, 6, 1, 3, 1, 12), "im2col": (4, 6, 1, 3, 2, 11), "im2col 7x7": (3, 5, 1, 3, 1, 5),
     "grouped runs": (4, 6, 2, 3, 1, 12), "unpadded 1x1/2": (5, 7, 1, 1, 2, 9),
     "strided runs": (3, 5, 1, 3, 2, 41),  # 3x3/2 on 41x41: the stride phases' runs (1 extra column in 21)
+    "strided runs 14x14": (3, 5, 1, 3, 2, 14),  # 3x3/2 to 7x7: 1 extra column in 8, 14% (runs since stop 13)
     "direct": (4, 6, 1, 3, 1, 12), "strided direct": (3, 5, 1, 3, 2, 41),  # the direct loops (M % 4 = 2, 1)
 }
 

@@ -577,9 +577,14 @@ def shifted_gemm(x, W, pt, pl, out_shape):
 
 
 WIDE_MAX_EXTRA = 0.25  # stride-1 convs take the run copy while it adds at most 25% GEMM columns
-STRIDED_MAX_EXTRA = 0.05  # ... strided ones at most 5%: the phase split costs about what the strided view's
+STRIDED_MAX_EXTRA = 0.15  # ... strided ones at most 15%: the phase split costs about what the strided view's
 #                           copy did (0.5 ns a pixel), so the gain is the runs' (7x7/2 stem 622 -> 258 us,
-#                           11x11/4 424 -> 197, 3x3/2 0.95-1.25x) against the extra GEMM columns
+#                           11x11/4 424 -> 197, 3x3/2 0.95-1.25x) against the extra GEMM columns. 15%, not 5
+#                           (stop 13): a 3x3/2 conv to a 14x14 or 7x7 map (one extra column a row: 7%, 14%)
+#                           copied its strided view in runs of 7-14 values, ~10 ns each (256->256 28->14: 0.24 ms
+#                           of columns); with the runs 256->256 28->14 2.08 -> 1.92 ms, 96->96 0.51 -> 0.44,
+#                           256->256 14->7 0.74 -> 0.66, 512->512 14->7 1.0x; Inception-v2 0.94-0.97x,
+#                           Inception-v1 0.98x, ResNet-50 0.98-1.02x (same process, two sessions alternating)
 DIRECT_MACS = 1 << 22  # multiply-adds an image up to which a group-1 conv runs the direct loops ...
 DIRECT_MIN_LENGTH = 256  # ... if their passes are this long at least (oh * Wq): single-threaded they
 #                          beat columns + BLAS on both cores where the copies and BLAS's start cost more
