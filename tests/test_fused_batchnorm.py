@@ -92,7 +92,7 @@ def test_plan_time_step_is_the_kernel(activation, params, shape):
     consts = [_readonly(rng.uniform(0.5, 2, C).astype(np.float32)) for _ in range(4)]
     attrs = dict(epsilon=1e-3, activation=activation, activation_params=params)
     step = fused_ops.prepare_fused_batch_norm(**attrs)
-    for trial in range(3):
+    for _ in range(3):
         x = rng.normal(size=shape).astype(np.float32)
         want = fused_ops.FusedBatchNormalization_fast(x, *consts, **attrs)
         got = step(x, *consts)

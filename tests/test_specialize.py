@@ -385,7 +385,7 @@ def I8(shape, seed=0):
 
 
 S = np.float32(0.05)  # a scale
-# the quantized ops' rules: (domain, op, inputs (None: absent), opset)
+# the quantized ops' rules: (domain, op, inputs (None: absent), attrs, opset)
 QUANT_RULE_CASES = [
     ("", "MatMulInteger", [U8((2, 5, 3)), I8((3, 4)), np.uint8(3), None], {}, 10),
     ("", "QLinearMatMul", [U8((5, 3)), S, np.uint8(3), I8((2, 3, 4)), S, np.int8(0), S, np.uint8(1)], {}, 10),
