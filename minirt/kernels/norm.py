@@ -148,16 +148,27 @@ def _channel_affine_loops(x, s, t, lo, hi, y):
 channel_affine_loops = numba.njit(cache=True)(_channel_affine_loops)
 
 
-def batch_norm_clip(X, scale, B, mean, var, epsilon, lo, hi):
-    """min(max(BatchNormalization(X), lo), hi) for inference, float32/float64 X [N, C, ...] and
-    [C] parameters (check with ``_bn_fast``): the per-channel s, t of ``batch_norm_inference``,
-    then one pass."""
-    s, t = channel_scale_shift(scale, B, mean, var, epsilon, X.dtype)  # [C]
-    x = np.ascontiguousarray(X).reshape(X.shape[0], X.shape[1], math.prod(X.shape[2:]))  # [N, C, D1, ...] -> [N, C, L]
-    y = np.empty_like(x)
+def batch_norm_clip_runner(shape, dtype, scale, B, mean, var, epsilon, lo, hi):
+    """``run(X)`` = min(max(BatchNormalization(X), lo), hi) for inference, for float32/float64 X
+    of ``shape`` [N, C, ...] and [C] parameters (check with ``_bn_fast``): the per-channel s, t of
+    ``batch_norm_inference``, the bounds and the [N, C, L] view worked out here, once; a run is
+    one pass. FusedBatchNormalization's plan-time step keeps it per node."""
+    s, t = channel_scale_shift(scale, B, mean, var, epsilon, dtype)  # [C]
     # bounds of X's dtype: float64 ones against float32 values would convert every element (2x slower)
-    channel_affine_loops(x, s, t, X.dtype.type(lo), X.dtype.type(hi), y)
-    return y.reshape(X.shape)
+    lo, hi = dtype.type(lo), dtype.type(hi)
+    shape3 = (shape[0], shape[1], math.prod(shape[2:]))  # [N, C, D1, ...] -> [N, C, L]
+
+    def run(X):
+        y = np.empty(X.shape, dtype)
+        channel_affine_loops(np.ascontiguousarray(X).reshape(shape3), s, t, lo, hi, y.reshape(shape3))
+        return y
+
+    return run
+
+
+def batch_norm_clip(X, scale, B, mean, var, epsilon, lo, hi):
+    """min(max(BatchNormalization(X), lo), hi) for inference (see ``batch_norm_clip_runner``)."""
+    return batch_norm_clip_runner(X.shape, X.dtype, scale, B, mean, var, epsilon, lo, hi)(X)
 
 
 def _bn_fast(X, params):

@@ -1502,11 +1502,10 @@ def QuantizeMatMul(A, a_scale, a_zero_point, B, b_scale, b_zero_point=None, bias
         q = np.empty(a2.shape, dtype)
         quantize_loop(a2.reshape(-1), scale, zp, lo, hi, q.reshape(-1))
         if path == ROWS:
-            small_to_float(q, z, b, scale, b_s, _EMPTY_I32, fb, out.reshape(-1, N))
+            small_to_float(q, z, b, scale, b_s, _EMPTY_I32, fb, out2)
             return out
         if path == DOTS:
-            dots_to_float(q, z, _transposed(B, b, b_zero_point), scale, b_s, _EMPTY_I32, fb,
-                          out.reshape(-1, N))
+            dots_to_float(q, z, _transposed(B, b, b_zero_point), scale, b_s, _EMPTY_I32, fb, out2)
             return out
         acc = _product_rows(q, z, b, chunk)
     else:

@@ -34,7 +34,6 @@ Note: ``minirt.FusedMatMul`` is not ``com.microsoft.FusedMatMul`` (that one scal
 from __future__ import annotations
 
 import functools
-import math
 from typing import Callable
 
 import numpy as np
@@ -259,24 +258,15 @@ def FusedBatchNormalization(X, scale, B, input_mean, input_var, *, epsilon=1e-5,
 
 def _batch_norm_clip_runner(X, scale, B, input_mean, input_var, *, epsilon=1e-5, activation="Relu",
                             activation_params=None):
-    """FusedBatchNormalization's runner for one node (``prepared_step``): the per-channel s, t,
-    the bounds and the [N, C, L] view worked out once, so a run is one Numba pass (a pre-activation
-    net's [1, 16, 32, 32] BN + Relu: the checks and lookups were half of its ~6 us)."""
+    """FusedBatchNormalization's runner for one node (``prepared_step``): the kernel's case,
+    :func:`minirt.kernels.norm.batch_norm_clip_runner`, worked out once (a pre-activation net's
+    [1, 16, 32, 32] BN + Relu: the checks and lookups were half of its ~6 us)."""
     bounds = _clip_bounds(activation, activation_params)
     if bounds is None or not knorm._bn_fast(X, (scale, B, input_mean, input_var)):
         return None
-    s, t = knorm.channel_scale_shift(scale, B, input_mean, input_var, epsilon, X.dtype)  # [C]
     lo, hi = bounds
-    lo = X.dtype.type(-np.inf if lo is None else lo)  # of X's dtype: see batch_norm_clip
-    hi = X.dtype.type(np.inf if hi is None else hi)
-    shape3 = (X.shape[0], X.shape[1], math.prod(X.shape[2:]))  # [N, C, D1, ...] -> [N, C, L]
-
-    def run(X):
-        y = np.empty(X.shape, X.dtype)
-        knorm.channel_affine_loops(X.reshape(shape3), s, t, lo, hi, y.reshape(shape3))
-        return y
-
-    return run
+    return knorm.batch_norm_clip_runner(X.shape, X.dtype, scale, B, input_mean, input_var, epsilon,
+                                        -np.inf if lo is None else lo, np.inf if hi is None else hi)
 
 
 def prepare_fused_batch_norm(**attrs):
