@@ -166,11 +166,6 @@ def batch_norm_clip_runner(shape, dtype, scale, B, mean, var, epsilon, lo, hi):
     return run
 
 
-def batch_norm_clip(X, scale, B, mean, var, epsilon, lo, hi):
-    """min(max(BatchNormalization(X), lo), hi) for inference (see ``batch_norm_clip_runner``)."""
-    return batch_norm_clip_runner(X.shape, X.dtype, scale, B, mean, var, epsilon, lo, hi)(X)
-
-
 def _bn_fast(X, params):
     return (X.dtype in _FAST_DTYPES and X.ndim >= 2 and X.shape[1] > 0
             and all(p.ndim == 1 and p.shape[0] == X.shape[1] for p in params))

@@ -277,13 +277,12 @@ def prepare_fused_batch_norm(**attrs):
 @kernel("FusedBatchNormalization", since=1, domain=DOMAIN, prepare=prepare_fused_batch_norm)
 def FusedBatchNormalization_fast(X, scale, B, input_mean, input_var, *, epsilon=1e-5, activation="Relu",
                                  activation_params=None):
-    """The normalization and the Relu/Clip in one Numba pass (:func:`minirt.kernels.norm.batch_norm_clip`);
+    """The normalization and the Relu/Clip in one Numba pass (:func:`minirt.kernels.norm.batch_norm_clip_runner`);
     other cases: the fastest BatchNormalization, then the activation in place."""
-    bounds = _clip_bounds(activation, activation_params)
-    if bounds is not None and knorm._bn_fast(X, (scale, B, input_mean, input_var)):
-        lo, hi = bounds
-        return knorm.batch_norm_clip(X, scale, B, input_mean, input_var, epsilon,
-                                     -np.inf if lo is None else lo, np.inf if hi is None else hi)
+    run = _batch_norm_clip_runner(X, scale, B, input_mean, input_var, epsilon=epsilon,
+                                  activation=activation, activation_params=activation_params)
+    if run is not None:
+        return run(X)
     y = _fastest("BatchNormalization")(X, scale, B, input_mean, input_var, epsilon=epsilon)
     return _epilogue_in_place(y, None, activation, activation_params)
 
