@@ -14,8 +14,9 @@ run, printed and tested alone::
     level 0   nothing
     level 1   fuse_qdq, fuse_dynamic_matmul, fold_constants, remove_identity, eliminate_common_subexpressions,
               remove_dead_nodes (fewer nodes; QDQ islands become integer ops)
-    level 2   + fold_conv_batchnorm, fuse_matmul_add, fuse_elementwise, remove_dead_nodes
-              (level 2 may add ops of the private domain "minirt": FusedConv, FusedMatMul, FusedGemm)
+    level 2   + fold_conv_batchnorm, fuse_matmul_add, fuse_elementwise, chain_concats, remove_dead_nodes
+              (level 2 may add ops of the private domain "minirt": FusedConv, FusedMatMul, FusedGemm,
+              ChainConcat)
 
 or exactly the ``passes=`` you name. :func:`optimize_with_report` also says what each pass did.
 """
@@ -30,6 +31,7 @@ from minirt.ir import Graph
 from minirt.passes import fused_ops  # noqa: F401  (registers minirt.FusedConv & co.)
 from minirt.passes._util import copy_graph, node_count
 from minirt.passes.cleanup import remove_dead_nodes, remove_identity
+from minirt.passes.concat import chain_concats
 from minirt.passes.cse import eliminate_common_subexpressions
 from minirt.passes.fold import fold_constants
 from minirt.passes.fuse import fold_conv_batchnorm, fuse_elementwise, fuse_matmul_add
@@ -48,6 +50,7 @@ PASSES: dict[str, Pass] = {
     "fold_conv_batchnorm": fold_conv_batchnorm,
     "fuse_matmul_add": fuse_matmul_add,
     "fuse_elementwise": fuse_elementwise,
+    "chain_concats": chain_concats,
 }
 
 LEVELS: dict[int, tuple[str, ...]] = {
@@ -55,7 +58,7 @@ LEVELS: dict[int, tuple[str, ...]] = {
     1: ("fuse_qdq", "fuse_dynamic_matmul", "fold_constants", "remove_identity", "eliminate_common_subexpressions",
         "remove_dead_nodes"),
     2: ("fuse_qdq", "fuse_dynamic_matmul", "fold_constants", "remove_identity", "eliminate_common_subexpressions", "remove_dead_nodes",
-        "fold_conv_batchnorm", "fuse_matmul_add", "fuse_elementwise", "remove_dead_nodes"),
+        "fold_conv_batchnorm", "fuse_matmul_add", "fuse_elementwise", "chain_concats", "remove_dead_nodes"),
 }
 DEFAULT_LEVEL = 2
 
@@ -154,6 +157,7 @@ def optimize(graph: Graph, level: int | None = None, passes: Sequence[str | Pass
 
 __all__ = [
     "LEVELS",
+    "chain_concats",
     "eliminate_common_subexpressions",
     "OptimizeReport",
     "PASSES",

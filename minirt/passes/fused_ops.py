@@ -27,6 +27,9 @@ pass over its output (one Numba loop).
 One more op of this domain is not a fusion but the same kind of "do less": ``minirt.MaxPool`` is
 MaxPool computing Y alone, for the nodes that name no Indices output (nearly all): finding Y
 tap by tap is several times faster than tracking which tap won (see :mod:`minirt.kernels.pool`).
+And ``minirt.ChainConcat`` is Concat for the links of a chain of Concats, each extending the one
+before (DenseNet): its kernel appends each link's new inputs to one shared buffer instead of
+copying the whole chain again (see :mod:`minirt.passes.concat`).
 
 Note: ``minirt.FusedMatMul`` is not ``com.microsoft.FusedMatMul`` (that one scales and transposes).
 """
@@ -39,6 +42,7 @@ from typing import Callable
 import numpy as np
 
 from minirt import registry
+from minirt.kernels import concat as kconcat
 from minirt.kernels import conv as kconv
 from minirt.kernels import norm as knorm
 from minirt.kernels.pool import max_pool_values, prepare_pool
@@ -304,3 +308,20 @@ def MaxPool_fast(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_sh
     """Y of MaxPool, tap by tap (:func:`minirt.kernels.pool.max_pool_values`)."""
     return max_pool_values(X, auto_pad=auto_pad, ceil_mode=ceil_mode, dilations=dilations,
                            kernel_shape=kernel_shape, pads=pads, storage_order=storage_order, strides=strides)
+
+
+# ----------------------------------------------------------------------------- ChainConcat
+
+
+@op("ChainConcat", since=1, domain=DOMAIN)
+def ChainConcat(*inputs, axis, capacity=0):
+    """Concat of one link of a chain (:func:`minirt.passes.concat.chain_concats`): the inputs
+    joined along axis — https://onnx.ai/onnx/operators/onnx__Concat.html"""
+    return np.concatenate(inputs, axis=axis)
+
+
+@kernel("ChainConcat", since=1, domain=DOMAIN)
+def ChainConcat_fast(*inputs, axis, capacity=0):
+    """The same, appending to the chain's one buffer of ``capacity`` along axis
+    (:func:`minirt.kernels.concat.chain_concat`): a link copies only its new inputs."""
+    return kconcat.chain_concat(inputs, axis, capacity)

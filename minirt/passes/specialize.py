@@ -156,6 +156,18 @@ def _fold_shape_of(node: Node, shape_of: Callable[[str], Shape | None]) -> tuple
 
 
 # ---------------------------------------------------------------------------- shape rules
+def _concat(shapes: list[Shape | None], axis: int) -> list[Shape | None]:
+    """Concat's output shape: the inputs' shapes summed along ``axis``; ``[]`` if any is unknown."""
+    if not shapes or any(t is None for t in shapes) or len({len(t) for t in shapes}) != 1:
+        return []
+    x = shapes[0]
+    axis = axis + len(x) if axis < 0 else axis
+    rest = {t[:axis] + t[axis + 1:] for t in shapes}
+    if len(rest) != 1 or not 0 <= axis < len(x):
+        return []
+    return [x[:axis] + (sum(t[axis] for t in shapes),) + x[axis + 1:]]
+
+
 def output_shapes(node: Node, shape_of: Callable[[str], Shape | None], const: Mapping[str, np.ndarray],
                   opset: int) -> list[Shape | None]:
     """The exact output shapes of ``node`` from its input shapes and constant inputs, one per
@@ -193,6 +205,8 @@ def output_shapes(node: Node, shape_of: Callable[[str], Shape | None], const: Ma
             return matmul_plus(3, 6)
         if op == "FusedDynamicQuantizeMatMul":  # (A, B, b_scale, b_zero_point, bias)
             return matmul_plus(1, 4)
+        if op == "ChainConcat":  # Concat, appending in place
+            return _concat([s(i) for i in range(len(ins)) if ins[i]], a["axis"])
         return []
     if node.domain == "com.microsoft":  # the quantized products onnxruntime's quantizer emits
         if op == "DynamicQuantizeMatMul":  # (A, B, b_scale, b_zero_point, bias)
@@ -247,14 +261,7 @@ def output_shapes(node: Node, shape_of: Callable[[str], Shape | None], const: Ma
             return []  # axes given but not constant
         return [_unsqueeze(x, axes) if op == "Unsqueeze" else _squeeze(x, axes)]
     if op == "Concat":
-        shapes = [s(i) for i in range(len(ins)) if ins[i]]
-        if any(t is None for t in shapes) or len({len(t) for t in shapes}) != 1:
-            return []
-        axis = a["axis"] + len(x) if a["axis"] < 0 else a["axis"]
-        rest = {t[:axis] + t[axis + 1:] for t in shapes}
-        if len(rest) != 1 or not 0 <= axis < len(x):
-            return []
-        return [x[:axis] + (sum(t[axis] for t in shapes),) + x[axis + 1:]]
+        return _concat([s(i) for i in range(len(ins)) if ins[i]], a["axis"])
     if op == "Gather":
         idx = s(1)
         axis = a.get("axis", 0)
