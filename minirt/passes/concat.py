@@ -72,7 +72,7 @@ def _chain_concats(g: Graph) -> int:
             nxt[id(prev)] = node
             extended.add(id(node))
     count = 0
-    for i, head in enumerate(g.nodes):
+    for head in list(g.nodes):  # (a copy: links are replaced in g.nodes as the chains are found)
         if id(head) not in nxt or id(head) in extended:
             continue
         chain = [head]
