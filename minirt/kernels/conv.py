@@ -329,8 +329,8 @@ def _epilogue_loops(y, r0, r1, bias, z, lo, hi, hard, alpha, beta):
     every element; for the same reason the clip bounds of HardSigmoid come in as lo / hi, not as
     literals). For the whole image (r0 = 0, r1 = R: every path but the column bands) each
     channel's plane is ONE run instead of R runs of one row: on a 14x14 or 7x7 map a row is
-    shorter than a loop's fixed cost ([1024, 14, 14] with Z 75 -> 22 us, [2048, 7, 7] 57 -> 16,
-    [256, 56, 56] 101 -> 71). (Its index must be a plain ``range(n)``: an offset range, or a slice
+    shorter than a loop's fixed cost ([1024, 14, 14] with Z 75 -> 24 us, [2048, 7, 7] 57 -> 19,
+    [256, 56, 56] 101 -> 95). (Its index must be a plain ``range(n)``: an offset range, or a slice
     of the plane, made Numba check for negative indices or type the run as strided, and the loop
     ran scalar.)
     """
@@ -340,7 +340,7 @@ def _epilogue_loops(y, r0, r1, bias, z, lo, hi, hard, alpha, beta):
         yf = y.reshape(M, R * C)
         zf = z.reshape(z.shape[0], R * C) if has_z else yf  # (yf: a placeholder, never read without Z)
         for m in range(M):
-            _epilogue_run(yf[m], zf[m] if has_z else yf[m], R * C, bias[m], has_z, lo, hi, hard, alpha, beta)
+            _epilogue_run(yf[m], zf[m], R * C, bias[m], has_z, lo, hi, hard, alpha, beta)
         return
     for m in range(M):
         for r in range(r0, r1):
