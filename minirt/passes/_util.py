@@ -144,6 +144,18 @@ def for_each_graph(fn: Callable[[Graph], None], g: Graph) -> None:
             for_each_graph(fn, sg)
 
 
+def rewrite_each_graph(rewrite: Callable[[Graph], int], g: Graph, domain: str) -> int:
+    """:func:`for_each_graph` for a rewrite that returns how many nodes it replaced with ops of
+    ``domain``: when it replaced any, ``g`` and every nested subgraph import ``domain`` (version
+    1). Returns the total."""
+    count = [0]
+    for_each_graph(lambda sg: count.__setitem__(0, count[0] + rewrite(sg)), g)
+    if count[0]:
+        for sg in walk(g):
+            sg.opsets[domain] = 1
+    return count[0]
+
+
 def node_count(g: Graph) -> int:
     return sum(len(x.nodes) for x in walk(g))
 

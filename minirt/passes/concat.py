@@ -23,7 +23,7 @@ not the filled front of a chain buffer (another shape, batch > 1) concatenates a
 from __future__ import annotations
 
 from minirt.ir import Graph, Node
-from minirt.passes._util import consumers, copy_graph, for_each_graph, known_dims, output_names, walk
+from minirt.passes._util import consumers, copy_graph, known_dims, output_names, rewrite_each_graph
 from minirt.passes.fused_ops import DOMAIN
 
 
@@ -34,11 +34,7 @@ def chain_concats(graph: Graph) -> Graph:
     g = copy_graph(graph)
     if g.opsets.get("", 1) < 4:  # Concat's axis became a required attribute in opset 4
         return g
-    count = [0]
-    for_each_graph(lambda sg: count.__setitem__(0, count[0] + _chain_concats(sg)), g)
-    if count[0]:
-        for sg in walk(g):
-            sg.opsets[DOMAIN] = 1
+    rewrite_each_graph(_chain_concats, g, DOMAIN)
     return g
 
 

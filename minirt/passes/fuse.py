@@ -31,7 +31,7 @@ from minirt.passes._util import (
     frozen,
     known_dims,
     only_consumer,
-    walk,
+    rewrite_each_graph,
 )
 from minirt.passes.fused_ops import DOMAIN
 
@@ -269,16 +269,8 @@ def fuse_elementwise(graph: Graph) -> Graph:
     opsets = g.opsets
     if opsets.get("", 1) < 7:  # Add/Gemm broadcasting semantics start at opset 7
         return g
-    fused = [0]
-
-    def run(sg: Graph) -> None:
-        fused[0] += _fuse_elementwise(sg, opsets)
-
-    for_each_graph(run, g)
-    for_each_graph(lambda sg: fused.__setitem__(0, fused[0] + _maxpool_values_only(sg)), g)
-    if fused[0]:
-        for sg in walk(g):
-            sg.opsets[DOMAIN] = 1
+    rewrite_each_graph(lambda sg: _fuse_elementwise(sg, opsets), g, DOMAIN)
+    rewrite_each_graph(_maxpool_values_only, g, DOMAIN)
     return g
 
 
@@ -286,11 +278,7 @@ def maxpool_values_only(graph: Graph) -> Graph:
     """Return a copy of ``graph`` where each MaxPool that names no Indices output is a
     ``minirt.MaxPool`` (Y only, several times faster; run by :func:`fuse_elementwise`)."""
     g = copy_graph(graph)
-    count = [0]
-    for_each_graph(lambda sg: count.__setitem__(0, count[0] + _maxpool_values_only(sg)), g)
-    if count[0]:
-        for sg in walk(g):
-            sg.opsets[DOMAIN] = 1
+    rewrite_each_graph(_maxpool_values_only, g, DOMAIN)
     return g
 
 
