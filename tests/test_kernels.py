@@ -185,10 +185,11 @@ def test_gemm_pieces_match_numpy(M, K, N, batch, with_out, dtype, seed):
     """kernels/gemm.matmul cut into pieces (forced: no size minimum) is np.matmul."""
     rng = np.random.default_rng(seed)
     a, b = _rand(rng, batch + (M, K), dtype), _rand(rng, (K, N), dtype)
-    names = ("OPENBLAS_SERIAL_FLOPS", "SPLIT_MIN_FLOPS", "PIECES_MIN_FLOPS", "MIN_PIECE", "MIN_OTHER", "_own_after")
+    names = ("OPENBLAS_SERIAL_FLOPS", "SPLIT_MIN_FLOPS", "PIECES_MIN_FLOPS", "MIN_PIECE", "MIN_OTHER", "_own_after",
+             "USE_HELPER")
     old = [getattr(kgemm, n) for n in names]
-    # no size minimum, and OpenBLAS's own threads "starved" for ever: always the pieces
-    for name, value in zip(names, (0, 0, 0, 1, 1, float("inf"))):
+    # no size minimum, no spinning helper, and OpenBLAS's own threads "starved" for ever: always the pieces
+    for name, value in zip(names, (0, 0, 0, 1, 1, float("inf"), False)):
         setattr(kgemm, name, value)
     try:
         out = np.full(batch + (M, N), np.nan, dtype) if with_out else None
@@ -226,6 +227,7 @@ def test_gemm_own_threads_back_off_when_starved(monkeypatch):
     rng = np.random.default_rng(0)
     a, b = _rand(rng, (64, 128), np.float32), _rand(rng, (128, 4096), np.float32)  # 67 MFLOP
     assert 2 * 64 * 128 * 4096 >= kgemm.OWN_MIN_FLOPS
+    monkeypatch.setattr(kgemm, "USE_HELPER", False)  # (with it, OpenBLAS's own threads never run)
     monkeypatch.setattr(kgemm, "_own_after", 0.0)
     monkeypatch.setattr(kgemm, "_backoff", kgemm.BACKOFF_S[0])
     monkeypatch.setattr(kgemm.time, "thread_time", lambda: 0.0)  # no CPU: a starved call
@@ -243,6 +245,7 @@ def test_gemm_own_threads_back_off_when_starved(monkeypatch):
     assert blas.get_num_threads() >= 2
     # a call much slower than the fastest of its shape (faked: 1 ns) backs off too
     monkeypatch.undo()
+    monkeypatch.setattr(kgemm, "USE_HELPER", False)
     monkeypatch.setattr(kgemm, "_own_after", 0.0)
     monkeypatch.setattr(kgemm, "_backoff", kgemm.BACKOFF_S[0])
     monkeypatch.setattr(kgemm, "_fastest", {(a.shape, b.shape): 1e-9})
@@ -946,7 +949,7 @@ def test_openblas_workers_are_pinned_once_per_process(pin):
     worker queued behind the caller, here); MINIRT_PIN_BLAS=0 leaves them alone."""
     if not hasattr(os, "sched_setaffinity") or not os.path.exists("/proc/self/task"):
         pytest.skip("needs Linux's thread affinity and /proc")
-    env = dict(os.environ, MINIRT_PIN_BLAS=pin)
+    env = dict(os.environ, MINIRT_PIN_BLAS=pin, MINIRT_SPIN="0")  # (the spinning helper never wakes them)
     env.pop("OPENBLAS_THREAD_TIMEOUT", None)  # minirt's own short spin
     out = subprocess.run([sys.executable, "-c", _PINNING], env=env, capture_output=True, text=True, timeout=120)
     if out.stdout.strip() == "skip":
@@ -963,7 +966,7 @@ def test_forked_child_pins_its_own_workers():
     if not hasattr(os, "fork") or not hasattr(os, "sched_setaffinity"):
         pytest.skip("needs fork and thread affinity")
     code = _PINNING.replace('print("pinned" if', 'parent = list(gemm._pinned)\npid = os.fork()\nif pid == 0:\n    gemm.matmul(a.T.copy(), a)\n    os._exit(0 if gemm._pin_tries == 1 and set(gemm._pinned).isdisjoint(parent) and gemm._pinned else 3)\n_, status = os.waitpid(pid, 0)\nassert os.waitstatus_to_exitcode(status) == 0, "the child did not pin its own workers"\nprint("pinned" if')
-    env = dict(os.environ, MINIRT_PIN_BLAS="1")
+    env = dict(os.environ, MINIRT_PIN_BLAS="1", MINIRT_SPIN="0")
     env.pop("OPENBLAS_THREAD_TIMEOUT", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     if out.stdout.strip() == "skip":

@@ -67,12 +67,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from minirt.kernels import spin
+from minirt.kernels.spin import gemm_helper
+
 OPENBLAS_SERIAL_FLOPS = 2 * 4 * 65536  # OpenBLAS itself runs products below this on one thread
 SPLIT_MIN_FLOPS = 5e6  # below: one thread (a 64x576x3136 conv is 231e6)
 CHUNKS_PER_THREAD = 1  # one piece each (an idle helper's piece is taken by the caller); more
 #                        pieces cost 10-30% on a quiet machine (each re-packs the weights)
 MIN_PIECE = 32  # columns (or rows) per piece at least: BLAS is slow on thin slices
 MIN_OTHER = 16  # rows (or columns) the pieces must keep: fewer is a matrix-vector product
+USE_HELPER = True  # run_pieces on the spinning helper when there are two threads
+HELPER_MIN_FLOPS = 1e6  # on two threads, 2-D products from here run half on the spinning helper ...
+HELPER_WAKE_MIN_FLOPS = SPLIT_MIN_FLOPS  # ... but only from here if it sleeps (waking it costs ~50 us)
+_HELPER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 OWN_MIN_FLOPS = SPLIT_MIN_FLOPS  # OpenBLAS's own threads from here, unless they were starved
 #                     lately: on a quiet machine they beat the pieces at every size (measured
 #                     2x on 4.7 MFLOP, 1.0-1.05x from 50 MFLOP), and a starved call is detected
@@ -188,6 +195,11 @@ def run_pieces(pieces, threads: int) -> None:
         for piece in pieces:
             piece()
         return
+    if threads == 2 and USE_HELPER:
+        helper = gemm_helper(_openblas())
+        if helper is not None:  # the spinning helper (kernels/spin.py)
+            helper.run_pieces(pieces)
+            return
     job = _Pieces(pieces)
     pool = _helpers(threads - 1)
     for _ in range(min(threads, len(pieces)) - 1):
@@ -230,6 +242,9 @@ def matmul(a, b, out=None):
         # [64, 32] @ [32, 32]: 26.6 -> 20.3 us)
         return np.matmul(a, b, out=out)
     blas = _openblas() if flops >= OPENBLAS_SERIAL_FLOPS else False
+    helper = gemm_helper(blas) if blas and USE_HELPER and blas.get_num_threads() == 2 else None
+    if helper is not None:
+        return _with_helper(a, b, out, blas, helper, M, N, flops)
     if not blas or min(M, N) < MIN_OTHER:
         # tiny (OpenBLAS runs it on one thread anyway), not OpenBLAS, or a matrix-vector-like
         # product (a fully connected layer at batch 1): memory-bound, and OpenBLAS's gemv path
@@ -382,6 +397,43 @@ def others_running(threads: int) -> bool:
         return True
     except (OSError, ValueError, StopIteration):
         return True
+
+
+def _with_helper(a, b, out, blas, helper, M, N, flops):
+    """``matmul`` on two threads with the spinning helper (kernels/spin.py): every BLAS call
+    single-threaded, OpenBLAS's own workers never woken (they would take the core the helper
+    spins on). A 2-D product (or a batch of one) from ``HELPER_MIN_FLOPS`` runs half on the
+    helper; a stack of products in pieces of the stack on both threads."""
+    if out is None:
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (M, N)
+        out = np.empty(shape, dtype=np.result_type(a, b))
+    by_columns = N >= M
+    width = N if by_columns else M
+    blas.set_num_threads(1)
+    try:
+        if flops < HELPER_MIN_FLOPS or width < 2 * MIN_PIECE:
+            return np.matmul(a, b, out=out)
+        wake = flops >= HELPER_WAKE_MIN_FLOPS
+        if a.dtype == b.dtype == out.dtype and a.dtype in _HELPER_DTYPES:
+            if out.ndim == 2 or out.size == M * N:  # a 2-D product (or a batch of one): halves
+                if helper.product(a.reshape(a.shape[-2:]), b.reshape(b.shape[-2:]), out.reshape(M, N), by_columns,
+                                  wake):
+                    return out
+            elif out.ndim == 3 and a.ndim <= 3 and b.ndim <= 3:  # a stack: a product each
+                if helper.stack(a if a.ndim == 3 else a[None], b if b.ndim == 3 else b[None], out, wake):
+                    return out
+        if helper.sleeping and not wake:
+            return np.matmul(a, b, out=out)  # small: not worth waking the helper
+        step = -(-width // 2)  # (operands cblas cannot take, or a stack too long: NumPy's matmul in two pieces)
+        if by_columns:  # out[..., j0:j1] = a @ b[..., j0:j1]
+            pieces = [lambda j=j: np.matmul(a, b[..., j:j + step], out=out[..., j:j + step]) for j in range(0, N, step)]
+        else:  # out[..., i0:i1, :] = a[..., i0:i1, :] @ b
+            pieces = [lambda i=i: np.matmul(a[..., i:i + step, :], b, out=out[..., i:i + step, :])
+                      for i in range(0, M, step)]
+        helper.run_pieces(pieces)
+        return out
+    finally:
+        blas.set_num_threads(2)
 
 
 def _own_threads(a, b, out):
