@@ -4,21 +4,22 @@ in docs/performance.md (stop 16).
     python benchmarks/thread_handoff.py              # all three parts (~1 min)
     python benchmarks/thread_handoff.py --part products
 
-minirt shares work between the two cores through three thread pools: OpenBLAS's own workers
-(a big product), Numba's OpenMP pool (a ``prange`` loop), and minirt's helper threads
-(``minirt.kernels.gemm.run_pieces``: conv bands, Winograd bands, products cut in pieces).
-onnxruntime has one pool whose threads spin between ops. This script measures, in one process:
+Before stop 16 minirt shared work between the two cores through three thread pools: OpenBLAS's
+own workers (a big product), Numba's OpenMP pool (a ``prange`` loop), and Python helper threads
+(``minirt.kernels.gemm.run_pieces``: conv bands, products cut in pieces), each sleeping soon
+after its job. onnxruntime has one pool whose threads spin between ops; minirt now has one
+helper that spins (``minirt/kernels/spin.py``). This script measures, in one process:
 
 1. **handoff** — two pieces of the same work (a Numba ``nogil`` loop) on the calling thread one
-   after the other, against ``run_pieces`` on two threads, each call after some serial work
-   (as in a model, where other ops run between two products). Shows whether a helper took a
-   piece at all.
+   after the other, against ``run_pieces`` on two threads: on minirt's spinning helper
+   (:mod:`minirt.kernels.spin`), and on Python threads that sleep between jobs (the pool
+   without it); each call after some serial work, as in a model.
 2. **products** — single-precision products of the sizes small models have, each after ~0.1 ms
-   of serial work: minirt's ``matmul`` (its policy: one thread below 5 MFLOP, OpenBLAS's own
-   threads above), one thread, and a helper that *spins* between jobs without the GIL: a Numba
-   loop that watches a flag and calls OpenBLAS's ``cblas_sgemm`` itself, through ctypes, on the
-   other half of the columns. This is the hand-off onnxruntime's pool has; the column shows what
-   it would be worth. (The helper spins ~2 ms after each job, taking the other core meanwhile.)
+   of serial work: ``matmul`` without the spinning helper (one thread below 5 MFLOP, OpenBLAS's
+   own threads above), one thread, and a minimal spinning helper written out here (a Numba loop
+   that watches a flag and calls OpenBLAS's ``cblas_sgemm`` itself, through ctypes, on the other
+   half of the columns; it spins ~0.3 ms after each job) — the experiment that led to
+   ``minirt/kernels/spin.py``; and ``matmul`` as it is now (with that helper).
 3. **openmp** — Numba's OpenMP pool: the cost of a ``prange`` call back to back and after idle
    gaps, and the CPU time the process burns in the 5 ms after one call (its worker spins).
 
@@ -125,7 +126,7 @@ def make_helper_loop(sgemm):
 class SpinningHelper:
     """One helper thread that takes the second half of each product's columns, without the GIL."""
 
-    SPINS = 80_000  # ~2 ms of turns before it sleeps
+    SPINS = 12_000  # ~0.3 ms of turns before it sleeps
 
     def __init__(self, sgemm):
         self.sgemm, self.loop = sgemm, make_helper_loop(sgemm)
@@ -199,24 +200,29 @@ def median_us(times):
 def part_handoff(rounds):
     x = np.ones(1000)
     work(x, 1), serial(x, 1)
-    print("1. handoff: two pieces on the calling thread vs run_pieces on 2 threads (us, medians)")
-    print(f"{'gap':>5} {'piece':>6} {'serial':>8} {'pieces':>8}  helper took")
+    print("1. two pieces of work: on the calling thread, then run_pieces on 2 threads — on the spinning")
+    print("   helper (Python pieces: it takes the GIL for them), and on Python helper threads that sleep")
+    print("   between jobs (MINIRT_SPIN=0's pool); us, medians")
+    print(f"{'gap':>5} {'piece':>6} {'serial':>8} {'helper':>8} {'sleeping':>9}")
     for gap in (0, 50, 250):
         for n in (10, 50):
-            took = []
-
             def piece():
                 work(x, n)
-                took.append(threading.current_thread() is not threading.main_thread())
 
-            one, two = [], []
+            times = {"serial": [], "helper": [], "sleeping": []}
             for _ in range(rounds):
-                serial(x, gap)
-                t0 = time.perf_counter(); piece(); piece(); one.append(time.perf_counter() - t0)
-                serial(x, gap)
-                took.clear()
-                t0 = time.perf_counter(); gemm.run_pieces([piece, piece], 2); two.append(time.perf_counter() - t0)
-            print(f"{gap:5d} {n:6d} {median_us(one):8.1f} {median_us(two):8.1f}  {sum(took)}/2 (last call)")
+                for way in times:
+                    serial(x, gap)
+                    gemm.USE_HELPER = way == "helper"
+                    t0 = time.perf_counter()
+                    if way == "serial":
+                        piece(), piece()
+                    else:
+                        gemm.run_pieces([piece, piece], 2)
+                    times[way].append(time.perf_counter() - t0)
+            gemm.USE_HELPER = True
+            t = {k: median_us(v) for k, v in times.items()}
+            print(f"{gap:5d} {n:6d} {t['serial']:8.1f} {t['helper']:8.1f} {t['sleeping']:9.1f}")
 
 
 def part_products(rounds):
@@ -227,8 +233,9 @@ def part_products(rounds):
     helper = SpinningHelper(SGEMM)
     rng = np.random.default_rng(0)
     x = np.ones(1000)
-    print("2. products after ~0.1 ms of serial work (us, medians; spinning = spinning helper, no GIL)")
-    print(f"{'M x K x N':>16} {'MFLOP':>6} {'minirt':>8} {'1 thread':>9} {'spinning':>9} {'spin/minirt':>12}")
+    print("2. products after ~0.1 ms of serial work (us, medians; before = matmul without the spinning helper,")
+    print("   spinning = the minimal helper written out here, now = matmul with minirt's helper)")
+    print(f"{'M x K x N':>16} {'MFLOP':>6} {'before':>8} {'1 thread':>9} {'spinning':>9} {'now':>8} {'now/before':>11}")
     try:
         for M, K, N in ((192, 48, 169), (64, 16, 3025), (48, 384, 169), (16, 128, 3025), (32, 256, 729),
                         (64, 512, 169), (64, 144, 3135), (256, 576, 169), (1000, 512, 169)):
@@ -249,15 +256,24 @@ def part_products(rounds):
 
             spinning()
             assert np.allclose(out, a @ b, rtol=1e-4, atol=1e-3)
-            ways = {"minirt": lambda: gemm.matmul(a, b, out=out), "one": one, "spin": spinning}
+            def before():
+                gemm.USE_HELPER = False
+                try:
+                    gemm.matmul(a, b, out=out)
+                finally:
+                    gemm.USE_HELPER = True
+
+            ways = {"minirt": before, "one": one, "spin": spinning, "now": lambda: gemm.matmul(a, b, out=out)}
             times = {k: [] for k in ways}
             for r in range(rounds):
                 for k, fn in ways.items():
-                    serial(x, 100)
-                    t0 = time.perf_counter(); fn(); times[k].append(time.perf_counter() - t0)
+                    fn()  # the product before (the helpers are warm, as in a model) ...
+                    serial(x, 100)  # ... then other work ...
+                    t0 = time.perf_counter(); fn(); times[k].append(time.perf_counter() - t0)  # ... then this one
+                    time.sleep(0.001)  # (each helper asleep before the next way's turn)
             t = {k: median_us(v) for k, v in times.items()}
             print(f"{f'{M}x{K}x{N}':>16} {2 * M * K * N / 1e6:6.1f} {t['minirt']:8.1f} {t['one']:9.1f} "
-                  f"{t['spin']:9.1f} {t['spin'] / t['minirt']:12.2f}")
+                  f"{t['spin']:9.1f} {t['now']:8.1f} {t['now'] / t['minirt']:11.2f}")
     finally:
         helper.stop()
 

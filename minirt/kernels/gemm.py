@@ -9,6 +9,16 @@ scheduler time slice (5-20 ms) for a product that takes 0.05 ms — we measured 
 0.06 ms for a 32x288x256 conv at a load average of 9 on 2 cores, and ResNet-50 4x slower than
 onnxruntime (whose thread pool lets the caller do the work nobody picked up). So:
 
+- **with two threads** (the usual case here), a product from ``HELPER_MIN_FLOPS`` is shared with
+  the **spinning helper** of :mod:`minirt.kernels.spin` (``_with_helper``): two halves, or one
+  product each of a stack, as jobs the caller and the helper claim; ``run_pieces`` runs its pieces
+  on the same helper. OpenBLAS's own threads are then never used (they would wake onto the core
+  the helper spins on), and a product below ``HELPER_WAKE_MIN_FLOPS`` does not wake a sleeping
+  helper. Products after ~0.1 ms of other work, µs (``benchmarks/thread_handoff.py``):
+  256x576x169 OpenBLAS's threads 625, one thread 536, helper 320; 64x144x3135 736 / 653 / 469;
+  16x128x3025 137 / 168 / 106. Everything below is the policy without the helper (more than two
+  threads, ``MINIRT_SPIN=0``, no cblas functions found, ``NUMBA_DISABLE_JIT=1``):
+
 - a tiny product (< ``OPENBLAS_SERIAL_FLOPS``, which OpenBLAS never threads) is a plain
   ``np.matmul``: no thread-count calls (they cost ~2 us each, a third of a tiny Gemm); so is a
   stack of tiny products (NumPy calls BLAS once per product of a batch) unless the whole stack

@@ -290,6 +290,21 @@ def _gemm_addresses(blas):
     return None
 
 
+def _pin_to_the_other_cpu() -> None:
+    """Pin the calling (helper) thread to the second CPU this process may use, as
+    ``gemm.pin_blas_workers`` pins OpenBLAS's workers, and for the same reason: woken after a
+    pause, an unpinned thread was queued on the CPU of the thread that woke it (the caller, unpinned,
+    is moved off instead). ``MINIRT_PIN_BLAS=0`` leaves it alone."""
+    if os.environ.get("MINIRT_PIN_BLAS", "1") == "0" or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            os.sched_setaffinity(threading.get_native_id(), {cpus[1]})
+    except OSError:
+        pass
+
+
 class Pieces:
     """Work items taken from a shared counter by whoever is running; ``wait()`` returns when
     every piece is finished (spinning a while, without the GIL, on the count of finished ones)."""
@@ -346,6 +361,7 @@ class GemmHelper:
         self.thread.start()
 
     def _run(self) -> None:
+        _pin_to_the_other_cpu()
         seen = 0
         while True:
             seen, what = helper_loop(self.ctrl, self.claims, self.jobs, seen, SPIN_TURNS)
