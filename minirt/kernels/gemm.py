@@ -77,7 +77,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from minirt.kernels import spin
 from minirt.kernels.spin import gemm_helper
 
 OPENBLAS_SERIAL_FLOPS = 2 * 4 * 65536  # OpenBLAS itself runs products below this on one thread
@@ -412,8 +411,9 @@ def others_running(threads: int) -> bool:
 def _with_helper(a, b, out, blas, helper, M, N, flops):
     """``matmul`` on two threads with the spinning helper (kernels/spin.py): every BLAS call
     single-threaded, OpenBLAS's own workers never woken (they would take the core the helper
-    spins on). A 2-D product (or a batch of one) from ``HELPER_MIN_FLOPS`` runs half on the
-    helper; a stack of products in pieces of the stack on both threads."""
+    spins on). From ``HELPER_MIN_FLOPS``, a 2-D product (or a batch of one) runs as two halves, a
+    stack of products as one job each, claimed by this thread and the helper; operands cblas
+    cannot take (elements not contiguous along a row, mixed dtypes) in two NumPy pieces."""
     if out is None:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (M, N)
         out = np.empty(shape, dtype=np.result_type(a, b))
