@@ -14,10 +14,10 @@ onnxruntime (whose thread pool lets the caller do the work nobody picked up). So
   product each of a stack, as jobs the caller and the helper claim; ``run_pieces`` runs its pieces
   on the same helper. OpenBLAS's own threads are then never used (they would wake onto the core
   the helper spins on), and a product below ``HELPER_WAKE_MIN_FLOPS`` does not wake a sleeping
-  helper. Products after ~0.1 ms of other work, µs (``benchmarks/thread_handoff.py``):
-  256x576x169 OpenBLAS's threads 625, one thread 536, helper 320; 64x144x3135 736 / 653 / 469;
-  16x128x3025 137 / 168 / 106. Everything below is the policy without the helper (more than two
-  threads, ``MINIRT_SPIN=0``, no cblas functions found, ``NUMBA_DISABLE_JIT=1``):
+  helper. A product right after another and ~0.1 ms of other work, µs, OpenBLAS's threads / one
+  thread / helper (``benchmarks/thread_handoff.py``): 16x128x3025 149 / 188 / 123, 64x512x169
+  123 / 138 / 95, 256x576x169 337 / 550 / 308. Everything below is the policy without the helper
+  (more than two threads, ``MINIRT_SPIN=0``, no cblas functions found, ``NUMBA_DISABLE_JIT=1``):
 
 - a tiny product (< ``OPENBLAS_SERIAL_FLOPS``, which OpenBLAS never threads) is a plain
   ``np.matmul``: no thread-count calls (they cost ~2 us each, a third of a tiny Gemm); so is a

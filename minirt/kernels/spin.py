@@ -4,9 +4,10 @@ Why: minirt shares a product between the two cores. OpenBLAS's own workers sleep
 product, and Python helper threads sleep between jobs; in a model, where other ops run between
 two products, each product first wakes a sleeping thread. Waking costs the kernel a wake-up and,
 on a virtual machine whose idle CPU the host has halted, tens of microseconds more; a Python
-helper then also waits for the GIL. Measured (``benchmarks/thread_handoff.py``, products after
-~0.1 ms of serial work): OpenBLAS's threads ran a 256x576x169 product in 625 µs, one thread in
-536, a helper that spins between jobs in 320. onnxruntime's thread pool spins for the same reason.
+helper then also waits for the GIL. onnxruntime's thread pool spins between ops for this reason.
+Measured (``benchmarks/thread_handoff.py``: a product right after another and ~0.1 ms of other
+work), µs, OpenBLAS's threads / one thread / this helper: 48x384x169 96 / 82 / 71, 64x512x169
+123 / 138 / 95, 256x576x169 337 / 550 / 308.
 
 How: one helper thread runs :func:`_helper_loop`, Numba code without the GIL. It spins on the
 count of posts, ``ctrl[POSTED]``. To share out a product, the calling thread writes its parts as
