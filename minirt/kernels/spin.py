@@ -291,21 +291,6 @@ def _gemm_addresses(blas):
     return None
 
 
-def _pin_to_the_other_cpu() -> None:
-    """Pin the calling (helper) thread to the second CPU this process may use, as
-    ``gemm.pin_blas_workers`` pins OpenBLAS's workers, and for the same reason: woken after a
-    pause, an unpinned thread was queued on the CPU of the thread that woke it (the caller, unpinned,
-    is moved off instead). ``MINIRT_PIN_BLAS=0`` leaves it alone."""
-    if os.environ.get("MINIRT_PIN_BLAS", "1") == "0" or not hasattr(os, "sched_setaffinity"):
-        return
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) >= 2:
-            os.sched_setaffinity(threading.get_native_id(), {cpus[1]})
-    except OSError:
-        pass
-
-
 class Pieces:
     """Work items taken from a shared counter by whoever is running; ``wait()`` returns when
     every piece is finished (spinning a while, without the GIL, on the count of finished ones)."""
@@ -355,6 +340,7 @@ class GemmHelper:
         self.jobs = np.zeros((MAX_JOBS, 12), np.int64)
         self.posted = 0
         self.pieces: Pieces | None = None  # the Python pieces posted last
+        self.stalled_at = -1.0  # perf_counter time of the last product that waited for a stalled helper
         self.cond = threading.Condition()
         self.sleeping = False
         self.lock = threading.Lock()  # one post at a time (sessions in several threads)
@@ -362,7 +348,9 @@ class GemmHelper:
         self.thread.start()
 
     def _run(self) -> None:
-        _pin_to_the_other_cpu()
+        # (not pinned to a CPU, unlike OpenBLAS's workers: pinned, a thread that spins can't make
+        # room when the caller lands on its CPU — squeezenet, Inception-v1, ResNet-50 were 3-8%
+        # slower; a helper woken onto the caller's CPU costs nothing here, the caller claims its job)
         seen = 0
         while True:
             seen, what = helper_loop(self.ctrl, self.claims, self.jobs, seen, SPIN_TURNS)
@@ -383,8 +371,12 @@ class GemmHelper:
         if self.sleeping:
             with self.cond:
                 self.cond.notify()
+        stalled = False
         while not finish(self.ctrl, self.claims, self.jobs, posted, WAIT_TURNS):
+            stalled = True
             time.sleep(0)  # the helper runs a job but lost its core: let it run
+        if stalled:  # (the halves are equal: waiting ~1 ms more for the helper's is a stall)
+            self.stalled_at = time.perf_counter()
 
     def product(self, a, b, out, by_columns: bool, wake: bool = True) -> bool:
         """out = a @ b (2-D, one float dtype), half here and half on the helper; False (nothing
