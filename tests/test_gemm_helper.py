@@ -182,3 +182,48 @@ def test_a_forked_child_starts_its_own_helper():
     if out.stdout.strip() == "skip":
         pytest.skip("no helper here")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_busy_machine_needs_two_looks_and_stalls_back_the_helper_off(monkeypatch):
+    """Other processes' runnable threads seen twice in a row (50 ms apart) keep products off the
+    helper; seen once (a pool that spins a few ms after its work), they do not. Two stalls within
+    STRIKE_S on a busy machine back it off for a while, as OpenBLAS's threads after starved calls."""
+    blas = kgemm._openblas()
+    helper = _helper()
+    reads = iter([9, 0, 9, 9])
+    monkeypatch.setattr(kgemm, "open", lambda *a, **k: _Stat(next(reads)), raising=False)
+    monkeypatch.setattr(kgemm, "_busy_checked", -1e9)
+    monkeypatch.setattr(kgemm, "_over", 0)
+    monkeypatch.setattr(kgemm, "_helper_after", 0.0)
+    t = 1000.0
+    seen = []
+    for _ in range(4):
+        seen.append(kgemm._machine_busy(t, 0))
+        t += 1.5 * kgemm.BUSY_CHECK_S
+    assert seen == [False, False, False, True]
+    assert kgemm._machine_busy(t - 1.4 * kgemm.BUSY_CHECK_S, 0) is True  # (no new look within BUSY_CHECK_S)
+    monkeypatch.setattr(kgemm, "_busy", False)
+    monkeypatch.setattr(kgemm, "_busy_checked", float("inf"))  # no more looks: "not busy"
+    assert kgemm._helper(blas) is helper
+    monkeypatch.setattr(kgemm, "others_running", lambda threads: True)
+    monkeypatch.setattr(kgemm, "_last_helper_stall", -1e9)
+    kgemm._helper_stalled()
+    assert kgemm._helper_after == 0.0  # one stall alone: a pause
+    kgemm._helper_stalled()
+    assert kgemm._helper_after > kgemm.time.perf_counter() and kgemm._helper(blas) is None
+    monkeypatch.delattr(kgemm, "open")  # (the real /proc again)
+    a, b = np.ones((64, 128), np.float32), np.ones((128, 512), np.float32)
+    np.testing.assert_array_equal(kgemm.matmul(a, b), a @ b)  # backed off: the policy without it
+
+
+class _Stat:
+    """A /proc/stat that says ``running`` threads are runnable."""
+
+    def __init__(self, running):
+        self.lines = [b"cpu  1 2 3\n", f"procs_running {running}\n".encode()]
+
+    def __enter__(self):
+        return iter(self.lines)
+
+    def __exit__(self, *exc):
+        return False
