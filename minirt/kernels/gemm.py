@@ -105,12 +105,6 @@ STRIKE_S = 1.0  # ... a starved call that follows another one within this many s
 #                 is the machine pausing as often as contention (a kernel thread, the VM's host)
 
 _own_after = 0.0  # perf_counter time before which the pieces run instead of OpenBLAS's threads
-_helper_after = 0.0  # perf_counter time before which the spinning helper is not used (stalls)
-_helper_backoff = BACKOFF_S[0]
-BUSY_CHECK_S = 0.05  # seconds between two looks at the machine's runnable threads
-BUSY_RUNNABLE = 2  # more runnable threads than this one, one more and the helper if it spins: busy
-_busy, _busy_checked, _over = False, -1e9, 0
-_last_helper_stall = -1e9
 _last_starved = -1e9  # perf_counter time of the last starved call
 _fastest: dict = {}  # (a.shape, b.shape) -> the fastest own-threaded wall time seen, seconds
 _backoff = BACKOFF_S[0]
@@ -210,8 +204,8 @@ def run_pieces(pieces, threads: int) -> None:
         for piece in pieces:
             piece()
         return
-    if threads == 2:
-        helper = _helper(_openblas())
+    if threads == 2 and USE_HELPER:
+        helper = gemm_helper(_openblas())
         if helper is not None:  # the spinning helper (kernels/spin.py)
             helper.run_pieces(pieces)
             return
@@ -257,7 +251,7 @@ def matmul(a, b, out=None):
         # [64, 32] @ [32, 32]: 26.6 -> 20.3 us)
         return np.matmul(a, b, out=out)
     blas = _openblas() if flops >= OPENBLAS_SERIAL_FLOPS else False
-    helper = _helper(blas) if blas else None
+    helper = gemm_helper(blas) if blas and USE_HELPER and blas.get_num_threads() == 2 else None
     if helper is not None:
         return _with_helper(a, b, out, blas, helper, M, N, flops)
     if not blas or min(M, N) < MIN_OTHER:
@@ -414,62 +408,12 @@ def others_running(threads: int) -> bool:
         return True
 
 
-def _helper(blas):
-    """The spinning helper, where matmul and run_pieces use it: two BLAS threads, no other process
-    wanting the cores (``_machine_busy``), and not backed off after stalls (``_helper_stalled``)."""
-    if not USE_HELPER or not blas or blas.get_num_threads() != 2:
-        return None
-    now = time.perf_counter()
-    helper = gemm_helper(blas) if now >= _helper_after else None
-    if helper is None or _machine_busy(now, 1 - helper.sleeping):
-        return None
-    return helper
-
-
-def _machine_busy(now: float, spinning: int) -> bool:
-    """Whether other processes' threads are runnable: more than this thread, the helper if it
-    spins (``spinning``) and one more (Linux's /proc/stat ``procs_running``, one read every
-    ``BUSY_CHECK_S``). Then a thread that spins takes a core another process waits for, and a
-    helper preempted mid-job stalls the caller. With two busy processes beside it, ResNet-50 ran
-    170-182 ms with the helper against 143-150 without."""
-    global _busy, _busy_checked, _over
-    if now - _busy_checked < BUSY_CHECK_S:
-        return _busy
-    _busy_checked = now
-    try:
-        with open("/proc/stat", "rb") as f:
-            running = next(int(line.split()[1]) for line in f if line.startswith(b"procs_running"))
-        _over = _over + 1 if running > BUSY_RUNNABLE + spinning else 0
-    except (OSError, ValueError, StopIteration):
-        _over = 0
-    _busy = _over >= 2  # two looks in a row: not a pool that spins a few ms after its work (onnxruntime's)
-    return _busy
-
-
-def _helper_stalled() -> None:
-    """After a product waited ~1 ms or more for the helper's half: on a busy machine (other
-    threads runnable, ``others_running``) and the second such product within ``STRIKE_S``, the
-    products go back to the policy without the helper for ``_helper_backoff`` seconds (1 s,
-    doubling up to 16 s while it goes on), as OpenBLAS's own threads do after starved calls.
-    Measured with two busy processes beside it: ResNet-50 174-181 ms with the helper against
-    112-178 without."""
-    global _helper_after, _helper_backoff, _last_helper_stall
-    if not others_running(blas_threads()):
-        return  # the machine paused us all: no one would have been faster
-    now = time.perf_counter()
-    if now - _last_helper_stall <= STRIKE_S:
-        _helper_after = now + _helper_backoff
-        _helper_backoff = min(2 * _helper_backoff, BACKOFF_S[1])
-    _last_helper_stall = now
-
-
 def _with_helper(a, b, out, blas, helper, M, N, flops):
     """``matmul`` on two threads with the spinning helper (kernels/spin.py): every BLAS call
     single-threaded, OpenBLAS's own workers never woken (they would take the core the helper
     spins on). From ``HELPER_MIN_FLOPS``, a 2-D product (or a batch of one) runs as two halves, a
     stack of products as one job each, claimed by this thread and the helper; operands cblas
     cannot take (elements not contiguous along a row, mixed dtypes) in two NumPy pieces."""
-    global _helper_backoff
     if out is None:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (M, N)
         out = np.empty(shape, dtype=np.result_type(a, b))
@@ -481,20 +425,13 @@ def _with_helper(a, b, out, blas, helper, M, N, flops):
             return np.matmul(a, b, out=out)
         wake = flops >= HELPER_WAKE_MIN_FLOPS
         if a.dtype == b.dtype == out.dtype and a.dtype in _HELPER_DTYPES:
-            start = time.perf_counter()
             if out.ndim == 2 or out.size == M * N:  # a 2-D product (or a batch of one): halves
-                done = helper.product(a.reshape(a.shape[-2:]), b.reshape(b.shape[-2:]), out.reshape(M, N),
-                                      by_columns, wake)
+                if helper.product(a.reshape(a.shape[-2:]), b.reshape(b.shape[-2:]), out.reshape(M, N), by_columns,
+                                  wake):
+                    return out
             elif out.ndim == 3 and a.ndim <= 3 and b.ndim <= 3:  # a stack: a product each
-                done = helper.stack(a if a.ndim == 3 else a[None], b if b.ndim == 3 else b[None], out, wake)
-            else:
-                done = False
-            if done:
-                if helper.stalled_at >= start:
-                    _helper_stalled()
-                else:  # a good call: a shorter back-off next time
-                    _helper_backoff = max(BACKOFF_S[0], _helper_backoff / 2)
-                return out
+                if helper.stack(a if a.ndim == 3 else a[None], b if b.ndim == 3 else b[None], out, wake):
+                    return out
         if helper.sleeping and not wake:
             return np.matmul(a, b, out=out)  # small: not worth waking the helper
         step = -(-width // 2)  # (operands cblas cannot take, or a stack too long: NumPy's matmul in two pieces)

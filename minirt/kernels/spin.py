@@ -27,6 +27,10 @@ What makes the spin loop correct: every read of a counter is an atomic load (oth
 read it once and hoist it out of the loop); a post's jobs are written before the post is
 counted, with a release store; on x86 each turn executes ``pause``.
 
+On a busy machine spinning is the wrong trade (it takes a core another process waits for, and a
+helper preempted mid-job stalls the caller: with two busy processes beside it, ResNet-50 170-182
+ms against 143-150 without it): there, ``MINIRT_SPIN=0``.
+
 Under ``NUMBA_DISABLE_JIT=1``, with ``MINIRT_SPIN=0``, without OpenBLAS, or where its cblas
 functions are not found, there is no helper (``gemm_helper()`` returns None) and products run
 as before: OpenBLAS's own threads, or pieces on Python helper threads.
@@ -291,6 +295,21 @@ def _gemm_addresses(blas):
     return None
 
 
+def _pin_to_the_other_cpu() -> None:
+    """Pin the calling (helper) thread to the second CPU this process may use, as
+    ``gemm.pin_blas_workers`` pins OpenBLAS's workers, and for the same reason: woken after a
+    pause, an unpinned thread was queued on the CPU of the thread that woke it (the caller, unpinned,
+    is moved off instead). ``MINIRT_PIN_BLAS=0`` leaves it alone."""
+    if os.environ.get("MINIRT_PIN_BLAS", "1") == "0" or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            os.sched_setaffinity(threading.get_native_id(), {cpus[1]})
+    except OSError:
+        pass
+
+
 class Pieces:
     """Work items taken from a shared counter by whoever is running; ``wait()`` returns when
     every piece is finished (spinning a while, without the GIL, on the count of finished ones)."""
@@ -340,7 +359,6 @@ class GemmHelper:
         self.jobs = np.zeros((MAX_JOBS, 12), np.int64)
         self.posted = 0
         self.pieces: Pieces | None = None  # the Python pieces posted last
-        self.stalled_at = -1.0  # perf_counter time of the last product that waited for a stalled helper
         self.cond = threading.Condition()
         self.sleeping = False
         self.lock = threading.Lock()  # one post at a time (sessions in several threads)
@@ -348,9 +366,7 @@ class GemmHelper:
         self.thread.start()
 
     def _run(self) -> None:
-        # (not pinned to a CPU, unlike OpenBLAS's workers: pinned, a thread that spins can't make
-        # room when the caller lands on its CPU — squeezenet, Inception-v1, ResNet-50 were 3-8%
-        # slower; a helper woken onto the caller's CPU costs nothing here, the caller claims its job)
+        _pin_to_the_other_cpu()
         seen = 0
         while True:
             seen, what = helper_loop(self.ctrl, self.claims, self.jobs, seen, SPIN_TURNS)
@@ -371,12 +387,8 @@ class GemmHelper:
         if self.sleeping:
             with self.cond:
                 self.cond.notify()
-        stalled = False
         while not finish(self.ctrl, self.claims, self.jobs, posted, WAIT_TURNS):
-            stalled = True
             time.sleep(0)  # the helper runs a job but lost its core: let it run
-        if stalled:  # (the halves are equal: waiting ~1 ms more for the helper's is a stall)
-            self.stalled_at = time.perf_counter()
 
     def product(self, a, b, out, by_columns: bool, wake: bool = True) -> bool:
         """out = a @ b (2-D, one float dtype), half here and half on the helper; False (nothing
