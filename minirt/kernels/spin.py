@@ -28,8 +28,8 @@ read it once and hoist it out of the loop); a post's jobs are written before the
 counted, with a release store; on x86 each turn executes ``pause``.
 
 On a busy machine spinning is the wrong trade (it takes a core another process waits for, and a
-helper preempted mid-job stalls the caller: with two busy processes beside it, ResNet-50 170-182
-ms against 143-150 without it): there, ``MINIRT_SPIN=0``.
+helper preempted mid-job stalls the caller: with two busy processes beside it, ResNet-50 174-181
+ms against 112-178 without it, squeezenet 22-30 against 19-21): there, ``MINIRT_SPIN=0``.
 
 Under ``NUMBA_DISABLE_JIT=1``, with ``MINIRT_SPIN=0``, without OpenBLAS, or where its cblas
 functions are not found, there is no helper (``gemm_helper()`` returns None) and products run
