@@ -38,21 +38,11 @@ from minirt.kernels import gemm, spin
 
 @numba.njit(nogil=True)
 def work(x, n):
-    """~n microseconds-ish of arithmetic on x (no GIL)."""
+    """Arithmetic on x, n passes (no GIL): the pieces, and the other work between two calls."""
     s = 0.0
     for _ in range(n):
         for i in range(x.shape[0]):
             s += x[i] * 1.0001
-    return s
-
-
-@numba.njit
-def serial(x, n):
-    """Serial work between two measured calls, as other ops run between two products."""
-    s = 0.0
-    for _ in range(n):
-        for i in range(x.shape[0]):
-            s += x[i] * 0.9999
     return s
 
 
@@ -62,7 +52,7 @@ def median_us(times):
 
 def part_handoff(rounds):
     x = np.ones(1000)
-    work(x, 1), serial(x, 1)
+    work(x, 1)
     print("1. two pieces of work: on the calling thread, then run_pieces on 2 threads — on the spinning")
     print("   helper (Python pieces: it takes the GIL for them), and on Python helper threads that sleep")
     print("   between jobs (MINIRT_SPIN=0's pool); us, medians")
@@ -75,7 +65,7 @@ def part_handoff(rounds):
             times = {"serial": [], "helper": [], "sleeping": []}
             for _ in range(rounds):
                 for way in times:
-                    serial(x, gap)
+                    work(x, gap)
                     gemm.USE_HELPER = way == "helper"
                     t0 = time.perf_counter()
                     if way == "serial":
@@ -121,7 +111,7 @@ def part_products(rounds):
         for _ in range(rounds):
             for k, fn in ways.items():
                 fn()  # the product before (the threads awake, as in a model) ...
-                serial(x, 100)  # ... then other work ...
+                work(x, 100)  # ... then other work ...
                 t0 = time.perf_counter(); fn(); times[k].append(time.perf_counter() - t0)  # ... then this one
                 time.sleep(0.001)  # (each way's threads asleep before the next way's turn)
         assert np.allclose(out, a @ b, rtol=1e-4, atol=1e-3)

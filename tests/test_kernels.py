@@ -275,10 +275,10 @@ def test_gemm_restores_blas_threads_and_raises_piece_errors():
     a = np.ones((64, 64), np.float32)
     kgemm.matmul(a, np.ones((64, 4096), np.float32))
     assert blas.get_num_threads() == before
-    job = kgemm._Pieces([lambda: None, lambda: 1 / 0, lambda: None])
+    job = kgemm.Pieces([lambda: None, lambda: 1 / 0, lambda: None])
     job.work()
     with pytest.raises(ZeroDivisionError):
-        job.wait()
+        job.wait(spin=False)
 
 
 # ----------------------------------------------------------------------------- Softmax / LayerNorm

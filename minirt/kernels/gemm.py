@@ -77,7 +77,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from minirt.kernels.spin import gemm_helper
+from minirt.kernels.spin import Pieces, gemm_helper
 
 OPENBLAS_SERIAL_FLOPS = 2 * 4 * 65536  # OpenBLAS itself runs products below this on one thread
 SPLIT_MIN_FLOPS = 5e6  # below: one thread (a 64x576x3136 conv is 231e6)
@@ -161,41 +161,6 @@ def _helpers(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
-class _Pieces:
-    """Work items taken from a shared counter by whoever is running; wait() returns when every
-    piece that was taken is finished and none is left."""
-
-    def __init__(self, pieces):
-        self.pieces = pieces
-        self.next = 0
-        self.running = 0
-        self.error = None
-        self.cond = threading.Condition()
-
-    def work(self) -> None:
-        while True:
-            with self.cond:
-                if self.next >= len(self.pieces) or self.error is not None:
-                    return
-                i = self.next
-                self.next += 1
-                self.running += 1
-            try:
-                self.pieces[i]()
-            except BaseException as e:  # noqa: BLE001  (re-raised by the caller in wait())
-                self.error = e
-            with self.cond:
-                self.running -= 1
-                self.cond.notify_all()
-
-    def wait(self) -> None:
-        with self.cond:
-            while self.running or (self.next < len(self.pieces) and self.error is None):
-                self.cond.wait()
-        if self.error is not None:
-            raise self.error
-
-
 def run_pieces(pieces, threads: int) -> None:
     """Call every function of ``pieces`` (independent work), on up to ``threads`` threads: the
     calling thread and helpers take them from a shared counter; returns when all are done.
@@ -209,12 +174,12 @@ def run_pieces(pieces, threads: int) -> None:
         if helper is not None:  # the spinning helper (kernels/spin.py)
             helper.run_pieces(pieces)
             return
-    job = _Pieces(pieces)
+    job = Pieces(pieces)
     pool = _helpers(threads - 1)
     for _ in range(min(threads, len(pieces)) - 1):
         pool.submit(job.work)
     job.work()  # the calling thread works too, and takes what the helpers have not
-    job.wait()
+    job.wait(spin=False)
 
 
 def blas_threads() -> int:

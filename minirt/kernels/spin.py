@@ -311,20 +311,22 @@ def _pin_to_the_other_cpu() -> None:
 
 
 class Pieces:
-    """Work items taken from a shared counter by whoever is running; ``wait()`` returns when
-    every piece is finished (spinning a while, without the GIL, on the count of finished ones)."""
+    """Work items taken from a shared counter by whoever is running (after an error, no more are
+    taken); ``wait()`` returns when every piece taken is finished and none is left. It waits by
+    spinning on the count of finished pieces without the GIL (the spinning helper's pieces), or
+    with ``spin=False`` on a condition (``gemm.run_pieces``' sleeping threads)."""
 
     def __init__(self, pieces):
         self.pieces = pieces
         self.next = 0
         self.finished = np.zeros(1, np.int64)
         self.error: BaseException | None = None
-        self.lock = threading.Lock()
+        self.cond = threading.Condition()
 
     def work(self) -> None:
         while True:
-            with self.lock:
-                if self.next >= len(self.pieces):
+            with self.cond:
+                if self.next >= len(self.pieces) or self.error is not None:
                     return
                 i = self.next
                 self.next += 1
@@ -332,17 +334,20 @@ class Pieces:
                 self.pieces[i]()
             except BaseException as e:  # noqa: BLE001  (re-raised by the caller in wait())
                 self.error = e
-            with self.lock:
+            with self.cond:
                 self.finished[0] += 1
+                self.cond.notify_all()
 
-    def wait(self) -> None:
-        n = len(self.pieces)
-        while True:
-            done = int(self.finished[0])
-            if done >= n:
-                break
-            if spin_while_equal(self.finished, 0, done, WAIT_TURNS) == done:
-                time.sleep(0)  # the helper has a piece but lost its core: let it run
+    def wait(self, spin: bool = True) -> None:
+        """(Called after ``work()``, which returns only when no piece is left to take.)"""
+        if spin and CAN_SPIN:
+            while (done := int(self.finished[0])) < self.next:
+                if spin_while_equal(self.finished, 0, done, WAIT_TURNS) == done:
+                    time.sleep(0)  # the helper has a piece but lost its core: let it run
+        else:
+            with self.cond:
+                while self.finished[0] < self.next:
+                    self.cond.wait()
         if self.error is not None:
             raise self.error
 
