@@ -82,14 +82,14 @@ def test_the_caller_claims_the_jobs_nobody_took():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((40, 30)).astype(np.float32), rng.standard_normal((30, 50)).astype(np.float32)
     out = np.full((40, 50), np.nan, np.float32)
-    ctrl, claims, jobs = np.zeros(4, np.int64), np.zeros(spin.MAX_JOBS, np.int64), np.zeros((spin.MAX_JOBS, 12), np.int64)
-    assert spin.post_halves(ctrl, claims, jobs, helper.gemm[a.dtype], helper.lp64, a, b, out, True, 7)
+    ctrl, claims, jobs = np.zeros(4, np.int64), np.zeros(spin.MAX_JOBS, np.int64), np.zeros((spin.MAX_JOBS, spin.JOB_FIELDS), np.int64)
+    assert spin.post_halves(ctrl, claims, jobs, helper.gemm[a.dtype], helper.gemv[a.dtype], helper.lp64, a, b, out, True, 7)
     assert ctrl[spin.POSTED] == 7 and list(claims[:2]) == [-7, -7]  # posted, unclaimed
     assert spin.finish(ctrl, claims, jobs, 7, 10)
     assert list(claims[:2]) == [7, 7] and ctrl[spin.FINISHED] == 2
     np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
     # a thread still on an older post claims nothing of a newer one
-    assert spin.post_halves(ctrl, claims, jobs, helper.gemm[a.dtype], helper.lp64, a, b, out, False, 8)
+    assert spin.post_halves(ctrl, claims, jobs, helper.gemm[a.dtype], helper.gemv[a.dtype], helper.lp64, a, b, out, False, 8)
     spin._take_jobs(ctrl, claims, jobs, 7)
     assert list(claims[:2]) == [-8, -8] and ctrl[spin.FINISHED] == 0
     assert spin.finish(ctrl, claims, jobs, 8, 10)
@@ -101,12 +101,38 @@ def test_operands_cblas_cannot_take_post_nothing():
     b = np.ones((12, 8), np.float32)[::2]  # rows 2 apart: fine (a leading dimension)
     b_cols = np.ones((6, 16), np.float32)[:, ::2]  # elements 2 apart: not for cblas
     out = np.empty((8, 8), np.float32)
-    ctrl, claims, jobs = np.zeros(4, np.int64), np.zeros(spin.MAX_JOBS, np.int64), np.zeros((spin.MAX_JOBS, 12), np.int64)
-    assert spin.post_halves(ctrl, claims, jobs, helper.gemm[a.dtype], 0, a, b, out, True, 1)
+    ctrl, claims, jobs = np.zeros(4, np.int64), np.zeros(spin.MAX_JOBS, np.int64), np.zeros((spin.MAX_JOBS, spin.JOB_FIELDS), np.int64)
+    assert spin.post_halves(ctrl, claims, jobs, helper.gemm[a.dtype], helper.gemv[a.dtype], 0, a, b, out, True, 1)
     assert spin.finish(ctrl, claims, jobs, 1, 10)
     np.testing.assert_allclose(out, a @ b)
-    assert not spin.post_halves(ctrl, claims, jobs, helper.gemm[a.dtype], 0, a, b_cols, out, True, 2)
+    assert not spin.post_halves(ctrl, claims, jobs, helper.gemm[a.dtype], helper.gemv[a.dtype], 0, a, b_cols, out, True, 2)
     assert ctrl[spin.POSTED] == 1  # nothing posted
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["rows", "transposed"])
+@pytest.mark.parametrize("x_step", [1, 3])
+def test_a_row_vector_runs_as_two_matrix_vector_jobs(dtype, layout, x_step):
+    """x [1, K] @ b [K, N] (a fully connected layer at batch 1) is posted as two cblas_?gemv
+    jobs, halves of the columns: b's rows contiguous (y = b^T x), or b a transposed view of W
+    [N, K] whose rows are (Gemm's transB: y = W x); x with elements ``x_step`` apart."""
+    helper = _helper()
+    rng = np.random.default_rng(3)
+    K, N = 300, 130
+    x = rng.standard_normal((1, K * x_step)).astype(dtype)[:, ::x_step]
+    b = rng.standard_normal((K, N)).astype(dtype)
+    if layout == "transposed":
+        b = np.ascontiguousarray(b.T).T  # same values, W [N, K] row by row
+    out = np.full((1, N), np.nan, dtype)
+    ctrl, claims, jobs = np.zeros(4, np.int64), np.zeros(spin.MAX_JOBS, np.int64), np.zeros((spin.MAX_JOBS, spin.JOB_FIELDS), np.int64)
+    assert spin.post_halves(ctrl, claims, jobs, helper.gemm[b.dtype], helper.gemv[b.dtype], helper.lp64, x, b, out, True, 1)
+    assert list(jobs[:2, 12]) == [spin.MATRIX_VECTOR] * 2
+    assert spin.finish(ctrl, claims, jobs, 1, 10)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, x @ b, rtol=tol, atol=tol * np.sqrt(K))
+    # and through matmul, as Gemm(transB=1) calls it
+    got = kgemm.matmul(x, b)
+    np.testing.assert_allclose(got, x @ b, rtol=tol, atol=tol * np.sqrt(K))
 
 
 def test_pieces_on_the_helper_run_once_each_and_raise_errors():

@@ -12,8 +12,9 @@ onnxruntime (whose thread pool lets the caller do the work nobody picked up). So
 - **with two threads** (the usual case here), a product from ``HELPER_MIN_FLOPS`` is shared with
   the **spinning helper** of :mod:`minirt.kernels.spin` (``_with_helper``): two halves, or one
   product each of a stack, as jobs the caller and the helper claim; ``run_pieces`` runs its pieces
-  on the same helper. OpenBLAS's own threads are then never used (they would wake onto the core
-  the helper spins on), and a product below ``HELPER_WAKE_MIN_FLOPS`` does not wake a sleeping
+  on the same helper (a row vector times a matrix: two cblas gemv halves). OpenBLAS's own threads
+  are then never used (they would wake onto the core the helper spins on), and a product below
+  ``HELPER_WAKE_MIN_FLOPS`` (and ``HELPER_WAKE_MIN_BYTES`` of operands) does not wake a sleeping
   helper. A product right after another and ~0.1 ms of other work, µs, OpenBLAS's threads / one
   thread / helper (``benchmarks/thread_handoff.py``): 16x128x3025 149 / 188 / 123, 64x512x169
   123 / 138 / 95, 256x576x169 337 / 550 / 308. Everything below is the policy without the helper
@@ -87,7 +88,9 @@ MIN_PIECE = 32  # columns (or rows) per piece at least: BLAS is slow on thin sli
 MIN_OTHER = 16  # rows (or columns) the pieces must keep: fewer is a matrix-vector product
 USE_HELPER = True  # run_pieces on the spinning helper when there are two threads
 HELPER_MIN_FLOPS = 1e6  # on two threads, 2-D products from here run half on the spinning helper ...
-HELPER_WAKE_MIN_FLOPS = SPLIT_MIN_FLOPS  # ... but only from here if it sleeps (waking it costs ~50 us)
+HELPER_WAKE_MIN_FLOPS = SPLIT_MIN_FLOPS  # ... but only from here if it sleeps (waking it costs ~50 us),
+HELPER_WAKE_MIN_BYTES = 1 << 20  # or from this many bytes of operands: a matrix-vector product (a fully connected
+#                                  layer at batch 1) is memory-bound (ResNet-50's 2048 -> 1000: 4 MFLOP, 8 MB)
 _HELPER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 OWN_MIN_FLOPS = SPLIT_MIN_FLOPS  # OpenBLAS's own threads from here, unless they were starved
 #                     lately: on a quiet machine they beat the pieces at every size (measured
@@ -388,7 +391,7 @@ def _with_helper(a, b, out, blas, helper, M, N, flops):
     try:
         if flops < HELPER_MIN_FLOPS or width < 2 * MIN_PIECE:
             return np.matmul(a, b, out=out)
-        wake = flops >= HELPER_WAKE_MIN_FLOPS
+        wake = flops >= HELPER_WAKE_MIN_FLOPS or a.nbytes + b.nbytes >= HELPER_WAKE_MIN_BYTES
         if a.dtype == b.dtype == out.dtype and a.dtype in _HELPER_DTYPES:
             if out.ndim == 2 or out.size == M * N:  # a 2-D product (or a batch of one): halves
                 if helper.product(a.reshape(a.shape[-2:]), b.reshape(b.shape[-2:]), out.reshape(M, N), by_columns,

@@ -18,10 +18,14 @@ compare-and-swap) runs it, so each job runs once, the caller never waits for a j
 (a helper asleep or descheduled simply takes none), and a helper still on an older post claims
 nothing of a newer one. The caller returns when the post's count of finished jobs is complete.
 Jobs call OpenBLAS's ``cblas_sgemm`` / ``cblas_dgemm`` through their address (NumPy's own
-OpenBLAS, found with threadpoolctl and ctypes), single-threaded. A post of **Python pieces**
+OpenBLAS, found with threadpoolctl and ctypes), single-threaded; a row vector times a matrix (a
+fully connected layer at batch 1) calls ``cblas_sgemv`` / ``cblas_dgemv`` instead, half of the
+matrix's columns each (sgemm would pack the whole matrix for its one row: ResNet-50's 2048 -> 1000
+Gemm 1.0 ms as sgemm halves, 0.58 on one thread, 0.27 as gemv halves). A post of **Python pieces**
 (:meth:`GemmHelper.run_pieces`: a conv's bands) sends the helper back to Python to take pieces
 with the GIL. After ``SPIN_TURNS`` turns without a post (~0.3 ms) the helper sleeps on a
-condition; a small product does not wake it (``gemm.HELPER_WAKE_MIN_FLOPS``).
+condition; a small product does not wake it (``gemm.HELPER_WAKE_MIN_FLOPS``, or
+``HELPER_WAKE_MIN_BYTES`` of operands for a memory-bound matrix-vector product).
 
 What makes the spin loop correct: every read of a counter is an atomic load (otherwise LLVM may
 read it once and hoist it out of the loop); a post's jobs are written before the post is
@@ -53,6 +57,7 @@ from numba.extending import intrinsic
 POSTED, FINISHED, N_JOBS, KIND = 0, 1, 2, 3  # ctrl: the posts so far, and the last post's jobs done, jobs, kind
 GEMM, PYTHON = 0, 1  # kinds of post: products (the job table) or Python pieces
 MAX_JOBS = 32  # jobs a post at most (a stack of more products is cut in pieces instead)
+JOB_FIELDS = 14  # int64 fields of a job (see _run_job)
 SPIN_TURNS = 12_000  # turns of the spin loop (~25 ns each here: ~0.3 ms) before the helper sleeps ...
 WAIT_TURNS = 40_000  # ... and before the caller, waiting for the helper's part, yields its core
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -131,6 +136,20 @@ def _cpu_relax(typingctx):
 
 
 @intrinsic
+def _call_gemv(typingctx, fn, order, trans, m, n, alpha, a, lda, x, incx, beta, y, incy):
+    """cblas_?gemv(order, trans, m, n, alpha, a, lda, x, incx, beta, y, incy) at address ``fn``
+    (argument types as for :func:`_call_gemm`)."""
+    sig = types.void(fn, order, trans, m, n, alpha, a, lda, x, incx, beta, y, incy)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.VoidType(), [context.get_value_type(t) for t in signature.args[1:]])
+        builder.call(builder.inttoptr(args[0], fnty.as_pointer()), args[1:])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _call_gemm(typingctx, fn, order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     """cblas_?gemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) at address ``fn``.
     The C types follow the arguments' types: int32 flags, int64 (ILP64) or int32 sizes, float32
@@ -158,14 +177,21 @@ def _spin_while_equal(flags, i, value, turns):
     return value
 
 
-ROW_MAJOR, NO_TRANS = 101, 111  # CBLAS's CblasRowMajor, CblasNoTrans
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's CblasRowMajor, CblasNoTrans, CblasTrans
+PRODUCT, MATRIX_VECTOR = 0, 1  # field 12 of a job: what it calls
 
 
-# a job: [gemm address, float64?, m, n, k, a address, lda, b address, ldb, c address, ldc, LP64?]
+# a product's job: [gemm address, float64?, m, n, k, a address, lda, b address, ldb, c address, ldc,
+#                   LP64?, PRODUCT, -]
+# a matrix-vector job: [gemv address, float64?, rows, columns, -, matrix address, ld, x address,
+#                       incx, y address, incy, LP64?, MATRIX_VECTOR, the matrix transposed?]
 # (an LP64 OpenBLAS takes 32-bit sizes, an ILP64 one — NumPy 2's — 64-bit ones)
 def _run_job(job):
-    """C = A @ B for row-major A [m, k] and B [k, n] with the leading dimensions of the job."""
-    if job[11]:
+    """A product's job: C = A @ B for row-major A [m, k] and B [k, n] with the leading dimensions
+    of the job. A matrix-vector job: y = A x (or A^T x) for the row-major matrix A [rows, columns]."""
+    if job[12] == MATRIX_VECTOR:
+        _run_matrix_vector(job)
+    elif job[11]:
         if job[1]:
             _call_gemm(job[0], np.int32(ROW_MAJOR), np.int32(NO_TRANS), np.int32(NO_TRANS), np.int32(job[2]), np.int32(job[3]),
                        np.int32(job[4]), 1.0, job[5], np.int32(job[6]), job[7], np.int32(job[8]), 0.0, job[9],
@@ -180,6 +206,24 @@ def _run_job(job):
     else:
         _call_gemm(job[0], np.int32(ROW_MAJOR), np.int32(NO_TRANS), np.int32(NO_TRANS), job[2], job[3], job[4], np.float32(1.0),
                    job[5], job[6], job[7], job[8], np.float32(0.0), job[9], job[10])
+
+
+def _run_matrix_vector(job):
+    """cblas_?gemv for a matrix-vector job (see above)."""
+    trans = np.int32(TRANS if job[13] else NO_TRANS)
+    if job[11]:
+        if job[1]:
+            _call_gemv(job[0], np.int32(ROW_MAJOR), trans, np.int32(job[2]), np.int32(job[3]), 1.0, job[5],
+                       np.int32(job[6]), job[7], np.int32(job[8]), 0.0, job[9], np.int32(job[10]))
+        else:
+            _call_gemv(job[0], np.int32(ROW_MAJOR), trans, np.int32(job[2]), np.int32(job[3]), np.float32(1.0), job[5],
+                       np.int32(job[6]), job[7], np.int32(job[8]), np.float32(0.0), job[9], np.int32(job[10]))
+    elif job[1]:
+        _call_gemv(job[0], np.int32(ROW_MAJOR), trans, job[2], job[3], 1.0, job[5], job[6], job[7], job[8], 0.0, job[9],
+                   job[10])
+    else:
+        _call_gemv(job[0], np.int32(ROW_MAJOR), trans, job[2], job[3], np.float32(1.0), job[5], job[6], job[7], job[8],
+                   np.float32(0.0), job[9], job[10])
 
 
 def _take_jobs(ctrl, claims, jobs, posted):
@@ -228,15 +272,43 @@ def _fill(jobs, j, gemm, lp64, a, b, out, i0, i1, j0, j1):
     job[0], job[1], job[2], job[3], job[4] = gemm, f == 8, i1 - i0, j1 - j0, a.shape[1]
     job[5], job[6] = a.ctypes.data + i0 * lda * f, lda
     job[7], job[8] = b.ctypes.data + j0 * f, ldb
-    job[9], job[10], job[11] = out.ctypes.data + (i0 * ldc + j0) * f, ldc, lp64
+    job[9], job[10], job[11], job[12] = out.ctypes.data + (i0 * ldc + j0) * f, ldc, lp64, PRODUCT
     return True
 
 
-def _post_halves(ctrl, claims, jobs, gemm, lp64, a, b, out, by_columns, posted):
-    """Post out = a @ b (2-D) as two jobs, halves of the columns (or of the rows); False if the
-    arrays do not suit cblas (nothing posted)."""
+def _fill_matrix_vector(jobs, j, gemv, lp64, a, b, out, j0, j1):
+    """Job j: out[0, j0:j1] = a[0] @ b[:, j0:j1] for a [1, k] (a row vector), as cblas_?gemv:
+    y = b[:, j0:j1]^T x when b's rows are runs of contiguous elements, or W[j0:j1] x when b is a
+    transposed view of W [n, k] whose rows are (Gemm's transB). False, and no job, otherwise."""
+    f = a.itemsize
+    k = a.shape[1]
+    if k == 0 or (out.strides[1] != f and j1 - j0 > 1):
+        return False
+    incx = a.strides[1] // f if k > 1 else 1
+    if incx <= 0 or incx * f != a.strides[1] and k > 1:
+        return False
+    job = jobs[j]
+    if b.strides[1] == f and b.strides[0] >= b.shape[1] * f:  # b [k, n] row by row: y = b^T x
+        job[2], job[3], job[5], job[6], job[13] = k, j1 - j0, b.ctypes.data + j0 * f, b.strides[0] // f, 1
+    elif b.strides[0] == f and b.strides[1] >= k * f:  # b = W^T, W [n, k] row by row: y = W x
+        job[2], job[3], job[5], job[6], job[13] = j1 - j0, k, b.ctypes.data + j0 * b.strides[1], b.strides[1] // f, 0
+    else:
+        return False
+    job[0], job[1], job[4] = gemv, f == 8, 0
+    job[7], job[8], job[9], job[10] = a.ctypes.data, incx, out.ctypes.data + j0 * f, 1
+    job[11], job[12] = lp64, MATRIX_VECTOR
+    return True
+
+
+def _post_halves(ctrl, claims, jobs, gemm, gemv, lp64, a, b, out, by_columns, posted):
+    """Post out = a @ b (2-D) as two jobs, halves of the columns (or of the rows); a row vector a
+    as two matrix-vector jobs (cblas_?gemm would pack all of b for one row); False if the arrays
+    do not suit cblas (nothing posted)."""
     M, N = out.shape
-    if by_columns:
+    if M == 1 and by_columns:
+        ok = (_fill_matrix_vector(jobs, 0, gemv, lp64, a, b, out, 0, N // 2)
+              and _fill_matrix_vector(jobs, 1, gemv, lp64, a, b, out, N // 2, N))
+    elif by_columns:
         ok = _fill(jobs, 0, gemm, lp64, a, b, out, 0, M, 0, N // 2) and _fill(jobs, 1, gemm, lp64, a, b, out, 0, M, N // 2, N)
     else:
         ok = _fill(jobs, 0, gemm, lp64, a, b, out, 0, M // 2, 0, N) and _fill(jobs, 1, gemm, lp64, a, b, out, M // 2, M, 0, N)
@@ -270,9 +342,11 @@ def _finish(ctrl, claims, jobs, posted, turns):
 # wrapped once, in the order they call each other (plain Python again under NUMBA_DISABLE_JIT=1)
 _jit = numba.njit(nogil=True, cache=True)
 spin_while_equal = _spin_while_equal = _jit(_spin_while_equal)
+_run_matrix_vector = _jit(_run_matrix_vector)
 _run_job = _jit(_run_job)
 _take_jobs = _jit(_take_jobs)
 _fill = _jit(_fill)
+_fill_matrix_vector = _jit(_fill_matrix_vector)
 post = _post = _jit(_post)
 helper_loop = _jit(_helper_loop)
 post_halves = _jit(_post_halves)
@@ -283,15 +357,16 @@ finish = _jit(_finish)
 # ----------------------------------------------------------------------------- the helper
 
 def _gemm_addresses(blas):
-    """(sgemm address, dgemm address, LP64?) of the OpenBLAS that threadpoolctl found, or None."""
+    """(sgemm, dgemm, sgemv, dgemv addresses, LP64?) of the OpenBLAS that threadpoolctl found,
+    or None."""
     try:
         lib = ctypes.CDLL(blas.filepath)
     except (OSError, AttributeError, TypeError):
         return None
     for prefix, suffix, lp64 in (("scipy_", "64_", False), ("", "64_", False), ("scipy_", "", True), ("", "", True)):
-        s, d = getattr(lib, f"{prefix}cblas_sgemm{suffix}", None), getattr(lib, f"{prefix}cblas_dgemm{suffix}", None)
-        if s is not None and d is not None:
-            return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value, lp64
+        found = [getattr(lib, f"{prefix}cblas_{name}{suffix}", None) for name in ("sgemm", "dgemm", "sgemv", "dgemv")]
+        if all(fn is not None for fn in found):
+            return (*(ctypes.cast(fn, ctypes.c_void_p).value for fn in found), lp64)
     return None
 
 
@@ -356,12 +431,13 @@ class GemmHelper:
     """One helper thread that shares 2-D float products and Python pieces with the calling thread
     (see the module doc)."""
 
-    def __init__(self, sgemm: int, dgemm: int, lp64: bool):
+    def __init__(self, sgemm: int, dgemm: int, sgemv: int, dgemv: int, lp64: bool):
         self.gemm = {np.dtype(np.float32): sgemm, np.dtype(np.float64): dgemm}
+        self.gemv = {np.dtype(np.float32): sgemv, np.dtype(np.float64): dgemv}
         self.lp64 = int(lp64)
         self.ctrl = np.zeros(4, np.int64)  # [posted, finished, jobs, kind]
         self.claims = np.zeros(MAX_JOBS, np.int64)
-        self.jobs = np.zeros((MAX_JOBS, 12), np.int64)
+        self.jobs = np.zeros((MAX_JOBS, JOB_FIELDS), np.int64)
         self.posted = 0
         self.pieces: Pieces | None = None  # the Python pieces posted last
         self.cond = threading.Condition()
@@ -403,8 +479,8 @@ class GemmHelper:
             return False
         with self.lock:
             posted = self.posted + 1
-            if not post_halves(self.ctrl, self.claims, self.jobs, self.gemm[a.dtype], self.lp64, a, b, out,
-                               by_columns, posted):
+            if not post_halves(self.ctrl, self.claims, self.jobs, self.gemm[a.dtype], self.gemv[a.dtype], self.lp64,
+                               a, b, out, by_columns, posted):
                 return False
             self.posted = posted
             self._wait(posted)
