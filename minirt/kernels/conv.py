@@ -156,16 +156,21 @@ def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw, chunks, z, lo, hi, hard
     comes in the pass that writes y: z [N, M, oh, ow] or [0, 0, 0, 0] (none), act
     :func:`_activate` with lo / hi / hard / alpha / beta (none: lo = -inf, hi = inf, hard = 0).
 
-    Each plane is first copied into a zero-padded buffer, flattened row by row (width Wp). The
-    sums are taken at every position of the rows the outputs sit on, as at stride 1: position
-    (r, j) sits at r*Wp + j, and tap (ky, kx) reads the plane shifted by ky*dh*Wp + kx*dw, so
-    each tap is ONE long loop ``acc[i] += w * src[i]``; the outputs are then picked from acc at
-    (oy*sh, ox*sw). A stride does sh*sw times the multiply-adds, in loops as long as the plane,
-    and that is 1.5-2.5x faster than splitting the plane by stride phase (the "space to depth"
+    Each plane is first copied into a zero-padded buffer, its rows split by row phase (the
+    padded rows q, q + sh, q + 2*sh, ... in phase q; one phase at stride 1), each phase flattened
+    row by row (width Wp). The sums are taken at every column of the output rows: output row oy,
+    column j, sits at oy*Wp + j, and tap (ky, kx) reads padded row oy*sh + ky*dh: row
+    oy + (ky*dh) // sh of phase (ky*dh) % sh, shifted by kx*dw — for all the output rows at once
+    ONE long loop ``acc[i] += w * src[i]`` over one phase; the outputs are then picked from acc
+    at (oy, ox*sw). A column stride does sw times the multiply-adds, in loops as long as the plane,
+    and that is 1.5-2.5x faster than splitting the columns by phase too (the "space to depth"
     this kernel did before, whose loops were as short as an output row: 3x3/2 on [1, 24, 16, 16]
-    18 -> 8 us, [1, 144, 56, 56] 684 -> 343, 3x3/3 on [1, 64, 56, 56] 225 -> 120). Loops index
-    views that start at the shift (``src[i]``, never ``part[i + shift]``): Numba then knows the
-    index is >= 0, and LLVM vectorizes the loop (5-8x faster).
+    18 -> 8 us, [1, 144, 56, 56] 684 -> 343, 3x3/3 on [1, 64, 56, 56] 225 -> 120); the rows'
+    phases cut a row stride's work without shortening a loop (one thread, same process: 3x3/2 on
+    [1, 112, 56, 56] 251 -> 182 us, [1, 144, 56, 56] 346 -> 237, [1, 136, 28, 28] 91 -> 78; 3x3/3
+    on [1, 64, 56, 56] 126 -> 77; on 14x14 planes, where the per-row loops are the time, no
+    change). Loops index views that start at the shift (``src[i]``, never ``part[i + shift]``):
+    Numba then knows the index is >= 0, and LLVM vectorizes the loop (5-8x faster).
 
     The planes are split into ``chunks`` runs of consecutive planes, one a thread (1: serial); each
     chunk allocates its two buffers once, not once a plane.
@@ -175,13 +180,14 @@ def _depthwise_loops(x, w, b, y, sh, sw, ph, pw, dh, dw, chunks, z, lo, hi, hard
     _, _, oh, ow = y.shape
     Hp = max(ph + H, (oh - 1) * sh + (kh - 1) * dh + 1)  # the padded rows the windows reach
     Wp = max(pw + W, (ow - 1) * sw + (kw - 1) * dw + 1)  # ... and columns
-    L = ((oh - 1) * sh + 1) * Wp  # the sums: every position of the rows up to the last output's
+    Hq = -(-Hp // sh)  # ... the rows of each row phase
     planes = N * M
     per_chunk = (planes + chunks - 1) // chunks
     for chunk in numba.prange(chunks):
-        # the padded plane, flattened row by row, with one spare row (the last taps read past its end)
-        part = np.zeros((Hp + 1) * Wp, x.dtype)  # (the padding stays 0: only image pixels are written)
-        acc = np.empty(L, x.dtype)
+        # the padded plane by row phase, each flattened row by row with one spare row (the last
+        # taps read past its end): [sh, Hq + 1, Wp] flat (the padding stays 0: only image pixels are written)
+        part = np.zeros(sh * (Hq + 1) * Wp, x.dtype)
+        acc = np.empty(oh * Wp, x.dtype)  # the sums: every column of the output rows
         for nm in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):  # one (batch item, output channel) plane
             _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, nm // M, nm % M, part, acc, Wp,
                              z, lo, hi, hard, alpha, beta)
@@ -278,16 +284,19 @@ def _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, n, m, part, acc, Wp, z,
     oh, ow = y.shape[2:]
     mult = M // C
     L = acc.size
+    phase = part.size // sh  # the elements of one row phase
     bm = b[m]
     for i in range(L):
         acc[i] = bm
     for iy in range(H):
+        r = iy + ph  # the padded row: row r // sh of phase r % sh
         src = x[n, m // mult, iy]  # [W]
-        dst = part[(iy + ph) * Wp + pw:]
+        dst = part[(r % sh) * phase + (r // sh) * Wp + pw:]
         for ix in range(W):
             dst[ix] = src[ix]
     for ky in range(kh):
-        row = part[ky * dh * Wp:]  # the plane shifted to kernel row ky
+        ry = ky * dh  # output row oy reads padded row oy*sh + ry: row oy + ry // sh of phase ry % sh
+        row = part[(ry % sh) * phase + (ry // sh) * Wp:]  # the phase shifted to kernel row ky
         if kw == 3:  # the row's three taps in one pass: 1/3 of acc's loads and stores
             s0, s1, s2 = row, row[dw:], row[2 * dw:]
             w0, w1, w2 = w[m, 0, ky, 0], w[m, 0, ky, 1], w[m, 0, ky, 2]
@@ -301,7 +310,7 @@ def _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, n, m, part, acc, Wp, z,
                     acc[i] += wv * src[i]
     has_z = z.shape[0] > 0
     for oy in range(oh):
-        row = acc[oy * sh * Wp:]  # the sums of the row output row oy sits on
+        row = acc[oy * Wp:]  # the sums of output row oy
         dst = y[n, m, oy]
         zr = z[n, m, oy] if has_z else dst  # (dst: a placeholder, never read without Z)
         for ox in range(ow):  # the positions the outputs sit on (columns past them dropped)
