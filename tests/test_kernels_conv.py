@@ -75,7 +75,37 @@ def test_depthwise_3x3_same_loops_match_reference(N, C, mult, H, W, build, with_
     loops(x, w, b, got, chunks, z, np.float32(-0.5), np.float32(0.75), 0, np.float32(0), np.float32(0))
     _close(got, want)
     run = kconv.conv2d_runner(x.shape, x.dtype, w, b, (1, 1), (1, 1, 1, 1), (1, 1), C, (H, W))
-    assert run.__name__ == "run_depthwise_3x3" or C == 1  # (one channel, one group: a group-1 conv)
+    small = H * W <= kconv.DEPTHWISE_CHANNELS_LAST_MAX and mult == 1  # (the channels-last loops instead)
+    assert run.__name__ == ("run_depthwise_channels_last" if small else "run_depthwise_3x3") or C == 1
+    # (one channel, one group: a group-1 conv)
+
+
+@SETTINGS
+@given(depthwise_cases(), st.booleans(), st.sampled_from([np.float32, np.float64]))
+def test_depthwise_channels_last_matches_reference(case, with_z, dtype):
+    """The channels-last loops of small outputs, any stride / dilation / asymmetric pads, batch
+    2, float32 and float64, with a residual Z and a Clip in their pass; and the op picks them for
+    outputs of up to DEPTHWISE_CHANNELS_LAST_MAX pixels."""
+    N, C, _, HW, k, attrs, seed = case
+    rng = np.random.default_rng(seed)
+    x, w, b = (_rand(rng, (N, C, *HW)).astype(dtype), _rand(rng, (C, 1, *k)).astype(dtype),
+               _rand(rng, (C,)).astype(dtype))
+    want = rconv.Conv(x, w, b, **attrs)
+    z = _rand(rng, want.shape).astype(dtype) if with_z else np.empty((0, 0, 0, 0), dtype)
+    if with_z:
+        want = want + z
+    lo, hi = dtype(-0.5), dtype(0.75)
+    want = np.clip(want, lo, hi)
+    got = np.empty_like(want)
+    (sh, sw), (dh, dw), p = attrs["strides"], attrs["dilations"], attrs["pads"]
+    kconv.depthwise_channels_last(x, w, b, got, sh, sw, p[0], p[1], dh, dw, z, lo, hi, 0, dtype(0), dtype(0))
+    _close(got, want)
+    assert got.dtype == dtype
+    if C > 1:  # the runner picks this path for small outputs
+        run = kconv.conv2d_runner(x.shape, x.dtype, w, b, tuple(attrs["strides"]), tuple(p), tuple(attrs["dilations"]),
+                                  C, want.shape[2:])
+        assert (run.__name__ == "run_depthwise_channels_last") == (want.shape[2] * want.shape[3]
+                                                                   <= kconv.DEPTHWISE_CHANNELS_LAST_MAX)
 
 
 def test_depthwise_big_enough_for_threads_and_non_contiguous_input():

@@ -276,6 +276,55 @@ def _depthwise_3x3_same_loops(x, w, b, y, chunks, z, lo, hi, hard, alpha, beta):
             ys[L - 1] = _activate(s11, lo, hi, hard, alpha, beta)
 
 
+def _depthwise_channels_last(x, w, b, y, sh, sw, ph, pw, dh, dw, z, lo, hi, hard, alpha, beta):
+    """Depthwise conv (group == C == M) of small outputs, the channels last: each output pixel is
+    a few loops over the C channels instead of C tiny planes (x, w, b, y, z and the epilogue as
+    in :func:`_depthwise_loops`).
+
+    On a 7x7 map each of the plane kernels' loops is a few pixels long and their fixed cost is
+    the time. Here the image is copied once, zero-padded, to xt [Hp, Wp, C] (a transposing copy,
+    :func:`winograd._pad_channels_last`'s), the weights to wt [kh*kw, C], and output (oy, ox) is
+    acc = b + the taps' wt[t] * xt[oy*sh + ky*dh, ox*sw + kx*dw], each a loop over the channels
+    (the taps in the same order as the plane kernels: a stride-1 3x3's result is theirs bit for
+    bit), then written with its epilogue into y[n, :, oy, ox]. One thread, same process, us
+    (plane kernels -> this): [1, 544, 7, 7] 3x3/1 84 -> 58, [1, 272, 14, 14] 3x3/2 66 -> 47,
+    [1, 48, 4, 4] 7 -> 4, [1, 64, 14, 14] 3x3/2 17 -> 13; from 8x8 outputs on, the copies in and
+    out cost more than they save ([1, 24, 16, 16] 3x3/2 8 -> 10, 14x14 outputs 1.2-2x slower)."""
+    N, C, H, W = x.shape
+    _, _, kh, kw = w.shape
+    _, _, oh, ow = y.shape
+    Hp = max(ph + H, (oh - 1) * sh + (kh - 1) * dh + 1)  # the padded rows the windows reach
+    Wp = max(pw + W, (ow - 1) * sw + (kw - 1) * dw + 1)  # ... and columns
+    xt = np.zeros((Hp, Wp, C), x.dtype)  # (the padding stays 0: only image pixels are written)
+    T = kh * kw
+    wt = np.empty((T, C), w.dtype)  # [C, 1, kh, kw] -> [kh*kw, C]
+    for c in range(C):
+        for t in range(T):
+            wt[t, c] = w[c, 0, t // kw, t % kw]
+    acc = np.empty(C, x.dtype)  # one output pixel, every channel
+    has_z = z.shape[0] > 0
+    for n in range(N):
+        for iy in range(H):  # x[n] [C, H, W] -> xt [Hp, Wp, C]
+            for ix in range(W):
+                d = xt[iy + ph, ix + pw]
+                for c in range(C):
+                    d[c] = x[n, c, iy, ix]
+        for oy in range(oh):
+            for ox in range(ow):
+                for c in range(C):
+                    acc[c] = b[c]
+                for t in range(T):
+                    src = xt[oy * sh + (t // kw) * dh, ox * sw + (t % kw) * dw]  # [C]
+                    wr = wt[t]
+                    for c in range(C):
+                        acc[c] += wr[c] * src[c]
+                for c in range(C):  # -> y[n, :, oy, ox], with the epilogue
+                    v = acc[c]
+                    if has_z:
+                        v = v + z[n, c, oy, ox]
+                    y[n, c, oy, ox] = _activate(v, lo, hi, hard, alpha, beta)
+
+
 def _depthwise_plane(x, w, b, y, sh, sw, ph, pw, dh, dw, n, m, part, acc, Wp, z, lo, hi, hard, alpha, beta):
     """Plane (n, m) of :func:`_depthwise_loops` in the buffers it is given: ``part``, the padded
     plane (rows of Wp; zeros outside the image), and ``acc``, the sums."""
@@ -524,10 +573,13 @@ run_columns = numba.njit(cache=True, nogil=True)(_run_columns)
 direct_conv_loops = numba.njit(cache=True)(_direct_conv_loops)
 _depthwise_plane = numba.njit(cache=True, inline="always")(_depthwise_plane)
 depthwise_loops = numba.njit(parallel=True, cache=True)(_depthwise_loops)
+depthwise_channels_last = numba.njit(cache=True)(_depthwise_channels_last)
 # small convs: no thread-pool wake-up (~50 us); its own name, so its own Numba cache entry (_jit.py)
 depthwise_loops_serial = numba.njit(cache=True)(renamed(_depthwise_loops, "serial"))
 depthwise_3x3_same_loops = numba.njit(parallel=True, cache=True)(_depthwise_3x3_same_loops)
 depthwise_3x3_same_loops_serial = numba.njit(cache=True)(renamed(_depthwise_3x3_same_loops, "serial"))
+DEPTHWISE_CHANNELS_LAST_MAX = 49  # output pixels up to which a depthwise conv (no channel multiplier) loops over
+#                                  the channels (7x7 maps and smaller: _depthwise_channels_last)
 DEPTHWISE_PARALLEL_MIN = 600_000  # multiply-adds: below this, one thread is faster (272x14x14 3x3: equal)
 DEPTHWISE_3X3_PARALLEL_MIN = 4_000_000  # ... for the 3x3 "same" loops, twice as fast a plane (round-robin, us,
 #                                         serial / two threads: 136@28x28 69 / 77, 112@56x56 160 / 159, 32@112x112
@@ -692,6 +744,15 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
         loops, chunks = (depthwise_loops, min(N * M, numba.get_num_threads())) if parallel else (depthwise_loops_serial, 1)
 
         no_z4 = np.empty((0, 0, 0, 0), dtype)
+
+        if oh * ow <= DEPTHWISE_CHANNELS_LAST_MAX and M == C:
+            def run_depthwise_channels_last(X, Z=None):  # small outputs: loops over the channels
+                y = np.empty(y_shape, dtype=dtype)
+                depthwise_channels_last(np.ascontiguousarray(X), W, bd, y, sh, sw, ph, pw, dh, dw,
+                                        no_z4 if Z is None else z_of(Z), lo, hi, hard, alpha, beta)
+                return y
+
+            return run_depthwise_channels_last
 
         if (kh, kw, sh, sw, dh, dw, ph, pw) == (3, 3, 1, 1, 1, 1, 1, 1) and (oh, ow) == (H, Wd) and min(H, Wd) >= 2:
             parallel = work >= DEPTHWISE_3X3_PARALLEL_MIN and numba.get_num_threads() > 1
