@@ -745,7 +745,7 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
 
         no_z4 = np.empty((0, 0, 0, 0), dtype)
 
-        if oh * ow <= DEPTHWISE_CHANNELS_LAST_MAX and M == C:
+        if oh * ow <= DEPTHWISE_CHANNELS_LAST_MAX and M == C and not parallel:  # (one thread: a big batch keeps both)
             def run_depthwise_channels_last(X, Z=None):  # small outputs: loops over the channels
                 y = np.empty(y_shape, dtype=dtype)
                 depthwise_channels_last(np.ascontiguousarray(X), W, bd, y, sh, sw, ph, pw, dh, dw,

@@ -285,7 +285,7 @@ def _fill_matrix_vector(jobs, j, gemv, lp64, a, b, out, j0, j1):
     if k == 0 or (out.strides[1] != f and j1 - j0 > 1):
         return False
     incx = a.strides[1] // f if k > 1 else 1
-    if incx <= 0 or incx * f != a.strides[1] and k > 1:
+    if incx <= 0 or (k > 1 and incx * f != a.strides[1]):
         return False
     job = jobs[j]
     if b.strides[1] == f and b.strides[0] >= b.shape[1] * f:  # b [k, n] row by row: y = b^T x
