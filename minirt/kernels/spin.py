@@ -464,12 +464,24 @@ class GemmHelper:
                     self.cond.wait()
                 self.sleeping = False
 
-    def _wait(self, posted: int) -> None:
+    def _wake(self) -> None:
+        """Notify the helper if it sleeps (it checks for a post under the same condition)."""
         if self.sleeping:
             with self.cond:
                 self.cond.notify()
-        while not finish(self.ctrl, self.claims, self.jobs, posted, WAIT_TURNS):
-            time.sleep(0)  # the helper runs a job but lost its core: let it run
+
+    def _submit(self, post_jobs, *args) -> bool:
+        """Post jobs with ``post_jobs(ctrl, claims, jobs, *args, posted)`` and run them with the
+        helper; False (nothing posted) where ``post_jobs`` refused the arrays."""
+        with self.lock:
+            posted = self.posted + 1
+            if not post_jobs(self.ctrl, self.claims, self.jobs, *args, posted):
+                return False
+            self.posted = posted
+            self._wake()
+            while not finish(self.ctrl, self.claims, self.jobs, posted, WAIT_TURNS):
+                time.sleep(0)  # the helper runs a job but lost its core: let it run
+        return True
 
     def product(self, a, b, out, by_columns: bool, wake: bool = True) -> bool:
         """out = a @ b (2-D, one float dtype), half here and half on the helper; False (nothing
@@ -477,14 +489,7 @@ class GemmHelper:
         and ``wake`` is False (a small product: waking it would cost more than it saves)."""
         if self.sleeping and not wake:
             return False
-        with self.lock:
-            posted = self.posted + 1
-            if not post_halves(self.ctrl, self.claims, self.jobs, self.gemm[a.dtype], self.gemv[a.dtype], self.lp64,
-                               a, b, out, by_columns, posted):
-                return False
-            self.posted = posted
-            self._wait(posted)
-        return True
+        return self._submit(post_halves, self.gemm[a.dtype], self.gemv[a.dtype], self.lp64, a, b, out, by_columns)
 
     def stack(self, a, b, out, wake: bool = True) -> bool:
         """out[g] = a[g] @ b[g] (3-D; a or b may have one matrix for all), a product each, shared
@@ -492,14 +497,7 @@ class GemmHelper:
         helper sleeps and ``wake`` is False."""
         if out.shape[0] > MAX_JOBS or (self.sleeping and not wake):
             return False
-        with self.lock:
-            posted = self.posted + 1
-            if not post_stack(self.ctrl, self.claims, self.jobs, self.gemm[a.dtype], self.lp64, a, b, out,
-                              posted):
-                return False
-            self.posted = posted
-            self._wait(posted)
-        return True
+        return self._submit(post_stack, self.gemm[a.dtype], self.lp64, a, b, out)
 
     def run_pieces(self, pieces) -> None:
         """Call every function of ``pieces``: this thread and the helper take them in turn from a
@@ -509,9 +507,7 @@ class GemmHelper:
             self.pieces = job
             self.posted += 1
             post(self.ctrl, self.claims, 0, PYTHON, self.posted)
-            if self.sleeping:
-                with self.cond:
-                    self.cond.notify()
+            self._wake()
         job.work()
         job.wait()
 
