@@ -283,7 +283,7 @@ def _depthwise_channels_last(x, w, b, y, sh, sw, ph, pw, dh, dw, z, lo, hi, hard
 
     On a 7x7 map each of the plane kernels' loops is a few pixels long and their fixed cost is
     the time. Here the image is copied once, zero-padded, to xt [Hp, Wp, C] (a transposing copy,
-    :func:`winograd._pad_channels_last`'s), the weights to wt [kh*kw, C], and output (oy, ox) is
+    each pixel's channels gathered from C planes), the weights to wt [kh*kw, C], and output (oy, ox) is
     acc = b + the taps' wt[t] * xt[oy*sh + ky*dh, ox*sw + kx*dw], each a loop over the channels
     (the taps in the same order as the plane kernels: a stride-1 3x3's result is theirs bit for
     bit), then written with its epilogue into y[n, :, oy, ox]. One thread, same process, us
@@ -796,7 +796,7 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
             z = no_z if z_all is None else z_all[n]
             if channels_last:
                 V = np.empty((16, (t1 - t0) * TW, C), dtype=dtype)
-                winograd.input_transform_channels_last(xp, V, t0, t1, TW)  # [Ht, Wt, C] -> [16, tiles, C]
+                winograd.input_transform_channels_last(xp, V, t0, t1, TW)  # [Ht, 2, Wt/2, C] -> [16, tiles, C]
                 P = gemm(V, U)  # [16, tiles, C] @ [16, C, M] -> [16, tiles, M]
                 winograd.output_transform_channels_last(P, y[n], t0, t1, TW, b, z, lo, hi, hard, alpha, beta)
             else:
@@ -825,8 +825,8 @@ def conv2d_runner(x_shape, dtype, W, B, strides, pads, dilations, group, out_sha
             threads = blas_threads()
             for n in range(N):
                 if channels_last:
-                    xp = np.zeros((Ht, Wt, C), dtype=dtype)
-                    winograd.pad_channels_last(X[n], xp, ph, pw)  # [C, H, W] -> [Ht, Wt, C]
+                    xp = np.zeros((Ht, 2, Wt // 2, C), dtype=dtype)
+                    winograd.pad_channels_last(X[n], xp, ph, pw)  # [C, H, W] -> [Ht, 2, Wt/2, C] (columns by parity)
                 else:
                     xp = padded_flat(X[n], ph, pw, Ht, Wt)  # [C, H, W] -> [C, (Ht+1)*Wt]
                 if threads > 1 and TH * TW >= WINOGRAD_BAND_MIN_TILES * threads:  # bands of tile rows, one a thread

@@ -30,10 +30,11 @@ Two layouts of the transforms, by the width of the map:
   row; the products ``U @ V``. The map is cut into bands of tile rows, one a BLAS thread, each
   transformed, multiplied and transformed back while its V and P are in the core's cache.
 - **channels last** (narrow maps: 7x7 to 32x32): the padded input is copied with its channels
-  last, [Ht, Wt, C], and every loop runs over the channels (64-1024 long) where a tile row is
-  only 4-16 tiles (each short loop's fixed cost, ~10 ns, was most of the planes' time there:
-  256->256 on 14x14 spent 0.37 ms in each transform against 0.75 in the products); V [16, T, C],
-  the products ``V @ U^T`` -> [16, T, M]. On such maps each product is small: the 16 of them are
+  last and its columns split by parity, [Ht, 2, Wt/2, C], and every loop runs over a whole tile
+  row's channels and tiles (TW * C values) where a tile row is only 4-16 tiles (each short
+  loop's fixed cost, ~10 ns, was most of the planes' time there: 256->256 on 14x14 spent 0.37 ms
+  in each transform against 0.75 in the products); V [16, T, C], the products ``V @ U^T`` ->
+  [16, T, M]. On such maps each product is small: the 16 of them are
   shared out between the BLAS threads, single-threaded each (28x28 and up: bands, as above).
 
 Measured on this 2-core Zen 4 against the column paths (round-robin medians, ms): VGG-19's
@@ -173,103 +174,109 @@ def _output_transform(P, y, ty0, ty1, TW, bias, z, lo, hi, hard, alpha, beta):
                     d[2 * pairs] = activate(v0, lo, hi, hard, alpha, beta)
 
 
-def _pad_channels_last(x, xt, pt, pl):
-    """x [C, H, W] into its zero-padded image with the channels last, xt [Ht, Wt, C] (zeros
-    already): xt[iy + pt, ix + pl, c] = x[c, iy, ix]; rows and columns past xt are left out.
-    The transposing copy: each pixel's channels are gathered from C planes."""
+def _pad_channels_last(x, xs, pt, pl):
+    """x [C, H, W] into its zero-padded image with the channels last and the columns split by
+    parity, xs [Ht, 2, Wt/2, C] (zeros already): xs[iy + pt, q, p, c] = x[c, iy, ix] for column
+    ix + pl = 2p + q; rows and columns past xs are left out. The transposing copy: each pixel's
+    channels are gathered from C planes. (By parity: a tile's columns 2tx and 2tx + 2 are then
+    C apart, so the column step of the transform runs over a whole tile row at once.)"""
     C, H, W = x.shape
-    Ht, Wt, _ = xt.shape
+    Ht, _, half, _ = xs.shape
     for iy in range(min(H, Ht - pt)):
-        for ix in range(min(W, Wt - pl)):
-            d = xt[iy + pt, ix + pl]  # [C]
+        for ix in range(min(W, 2 * half - pl)):
+            d = xs[iy + pt, (ix + pl) % 2, (ix + pl) // 2]  # [C]
             for c in range(C):
                 d[c] = x[c, iy, ix]
 
 
-def _input_transform_channels_last(xt, V, ty0, ty1, TW):
-    """:func:`_input_transform` for small maps, the channels last: every loop runs over the
-    channels (64-1024 long) instead of along a tile row (4-16 tiles on a 7x7-32x32 map, where
-    each short loop's fixed cost, ~10 ns, was most of the time).
+def _input_transform_channels_last(xs, V, ty0, ty1, TW):
+    """:func:`_input_transform` for small maps, the channels last: every loop runs over a whole
+    tile row's pixels and channels (TW * C values) instead of along a tile row (4-16 tiles on a
+    7x7-32x32 map, where each short loop's fixed cost, ~10 ns, was most of the time).
 
-    xt [Ht, Wt, C] (:func:`_pad_channels_last`), V [16, (ty1-ty0)*TW, C] (written):
+    xs [Ht, 2, TW + 1, C] (:func:`_pad_channels_last`), V [16, (ty1-ty0)*TW, C] (written):
     V[4i + j, (ty - ty0)*TW + tx, c] = (B^T d B)[i, j], d the 4x4 tile at (2ty, 2tx) of channel c.
     """
-    C = xt.shape[2]
-    r = np.empty((4, 4, C), xt.dtype)  # B^T d of one tile: r[i, j] = row i, column j
+    C = xs.shape[3]
+    n = (TW + 1) * C  # the values of a row's even (or odd) columns
+    L = TW * C  # ... of one position (i, j) of a tile row's transformed tiles
+    Vt = V.reshape(16, ty1 - ty0, L)  # [16, tiles, C] -> [16, tile rows, TW*C]
+    r = np.empty((4, 2 * n), xs.dtype)  # B^T d of the tile row: r[i] = row i, its even columns then its odd ones
+    r0 = r[0]
+    r1 = r[1]
+    r2 = r[2]
+    r3 = r[3]
     for ty in range(ty0, ty1):
-        for tx in range(TW):
-            t = (ty - ty0) * TW + tx
-            for j in range(4):  # B^T's combinations of the tile's rows, column j
-                a0 = xt[2 * ty, 2 * tx + j]
-                a1 = xt[2 * ty + 1, 2 * tx + j]
-                a2 = xt[2 * ty + 2, 2 * tx + j]
-                a3 = xt[2 * ty + 3, 2 * tx + j]
-                r0 = r[0, j]
-                r1 = r[1, j]
-                r2 = r[2, j]
-                r3 = r[3, j]
-                for c in range(C):
-                    r0[c] = a0[c] - a2[c]
-                    r1[c] = a1[c] + a2[c]
-                    r2[c] = a2[c] - a1[c]
-                    r3[c] = a1[c] - a3[c]
-            for i in range(4):  # ... and of their columns
-                d0 = r[i, 0]
-                d1 = r[i, 1]
-                d2 = r[i, 2]
-                d3 = r[i, 3]
-                v0 = V[4 * i, t]
-                v1 = V[4 * i + 1, t]
-                v2 = V[4 * i + 2, t]
-                v3 = V[4 * i + 3, t]
-                for c in range(C):
-                    v0[c] = d0[c] - d2[c]
-                    v1[c] = d1[c] + d2[c]
-                    v2[c] = d2[c] - d1[c]
-                    v3[c] = d1[c] - d3[c]
+        a0 = xs[2 * ty].reshape(2 * n)  # [2, TW+1, C] -> [2*(TW+1)*C]: rows 2ty .. 2ty+3
+        a1 = xs[2 * ty + 1].reshape(2 * n)
+        a2 = xs[2 * ty + 2].reshape(2 * n)
+        a3 = xs[2 * ty + 3].reshape(2 * n)
+        for k in range(2 * n):  # B^T's combinations of the tile rows, every column
+            r0[k] = a0[k] - a2[k]
+            r1[k] = a1[k] + a2[k]
+            r2[k] = a2[k] - a1[k]
+            r3[k] = a1[k] - a3[k]
+        for i in range(4):  # ... and of the columns 2tx + j of every tile: j = 0, 2 even, 1, 3 odd
+            d0 = r[i, 0:L]  # columns 2tx
+            d2 = r[i, C:C + L]  # columns 2tx + 2
+            d1 = r[i, n:n + L]  # columns 2tx + 1
+            d3 = r[i, n + C:n + C + L]  # columns 2tx + 3
+            v0 = Vt[4 * i, ty - ty0]
+            v1 = Vt[4 * i + 1, ty - ty0]
+            v2 = Vt[4 * i + 2, ty - ty0]
+            v3 = Vt[4 * i + 3, ty - ty0]
+            for k in range(L):
+                v0[k] = d0[k] - d2[k]
+                v1[k] = d1[k] + d2[k]
+                v2[k] = d2[k] - d1[k]
+                v3[k] = d1[k] - d3[k]
 
 
 def _output_transform_channels_last(P, y, ty0, ty1, TW, bias, z, lo, hi, hard, alpha, beta):
     """:func:`_output_transform` for small maps, the channels last: P [16, (ty1-ty0)*TW, M]
-    (the products ``V @ U^T``), every loop over the M output channels; y [M, oh, ow] is written
-    one output pixel at a time (its channels oh*ow apart), with the bias, Z and activation."""
+    (the products ``V @ U^T``), the transform's loops over a whole tile row's tiles and channels
+    (TW * M values); y [M, oh, ow] is then written one output pixel at a time (its channels oh*ow
+    apart), with the bias, Z and activation."""
     M, oh, ow = y.shape
     has_z = z.shape[0] > 0
-    s = np.empty((2, 4, M), P.dtype)  # A^T p: s[i, j] = row i, column j of the tile
-    o = np.empty((4, M), P.dtype)  # the tile's 2x2 outputs, every channel
+    L = TW * M  # the values of one position of a tile row's tiles
+    Pt = P.reshape(16, ty1 - ty0, L)  # [16, tiles, M] -> [16, tile rows, TW*M]
+    s = np.empty((2, 4, L), P.dtype)  # A^T p: s[i, j] = row i, column j of every tile of the row
+    o = np.empty((4, L), P.dtype)  # outputs (2ty + i, 2tx + jj) of every tile: o[2i + jj]
     for ty in range(ty0, ty1):
-        for tx in range(TW):
-            t = (ty - ty0) * TW + tx
-            for j in range(4):
-                p0 = P[j, t]
-                p1 = P[4 + j, t]
-                p2 = P[8 + j, t]
-                p3 = P[12 + j, t]
-                s0 = s[0, j]
-                s1 = s[1, j]
-                for m in range(M):
-                    s0[m] = p0[m] + p1[m] + p2[m]
-                    s1[m] = p1[m] - p2[m] - p3[m]
-            for i in range(2):
-                q0 = s[i, 0]
-                q1 = s[i, 1]
-                q2 = s[i, 2]
-                q3 = s[i, 3]
-                o0 = o[2 * i]
-                o1 = o[2 * i + 1]
-                for m in range(M):
-                    o0[m] = q0[m] + q1[m] + q2[m] + bias[m]
-                    o1[m] = q1[m] - q2[m] - q3[m] + bias[m]
-            for k in range(4):  # output (2ty + i, 2tx + j), if inside y
-                oy = 2 * ty + k // 2
-                ox = 2 * tx + k % 2
-                if oy < oh and ox < ow:
-                    ok = o[k]
-                    for m in range(M):
-                        v = ok[m]
-                        if has_z:
-                            v = v + z[m, oy, ox]
-                        y[m, oy, ox] = activate(v, lo, hi, hard, alpha, beta)
+        for j in range(4):
+            p0 = Pt[j, ty - ty0]
+            p1 = Pt[4 + j, ty - ty0]
+            p2 = Pt[8 + j, ty - ty0]
+            p3 = Pt[12 + j, ty - ty0]
+            s0 = s[0, j]
+            s1 = s[1, j]
+            for k in range(L):
+                s0[k] = p0[k] + p1[k] + p2[k]
+                s1[k] = p1[k] - p2[k] - p3[k]
+        for i in range(2):
+            q0 = s[i, 0]
+            q1 = s[i, 1]
+            q2 = s[i, 2]
+            q3 = s[i, 3]
+            oe = o[2 * i]
+            oo = o[2 * i + 1]
+            for k in range(L):
+                oe[k] = q0[k] + q1[k] + q2[k]
+                oo[k] = q1[k] - q2[k] - q3[k]
+        for i in range(2):  # [TW, M] per output -> y[:, 2ty + i, 2tx + jj], if inside y
+            oy = 2 * ty + i
+            if oy < oh:
+                for tx in range(TW):
+                    for jj in range(2):
+                        ox = 2 * tx + jj
+                        if ox < ow:
+                            ok = o[2 * i + jj, tx * M:tx * M + M]
+                            for m in range(M):
+                                v = ok[m] + bias[m]
+                                if has_z:
+                                    v = v + z[m, oy, ox]
+                                y[m, oy, ox] = activate(v, lo, hi, hard, alpha, beta)
 
 
 # wrapped once: plain Python again under NUMBA_DISABLE_JIT=1; nogil: the bands' threads run them at once
