@@ -59,6 +59,27 @@ def test_max_pool_rows_match_reference(cfg, dtype, chunks):
 
 
 @SETTINGS
+@given(st.integers(41, 64), st.integers(3, 12), st.lists(st.integers(0, 2), min_size=4, max_size=4),
+       st.integers(0, 1), st.sampled_from([np.float32, np.int8, np.int64]), st.integers(1, 3), st.booleans(),
+       st.integers(0, 2**31))
+def test_wide_3x3_stride_2_max_pools_match_reference(W, H, pads, ceil_mode, dtype, chunks, view, seed):
+    """3x3/2 windows on rows of PAIRED_MIN_WIDTH outputs or more, whose columns are taken a pair at
+    a time (the random shapes above are narrower): odd and even widths, asymmetric pads, ceil_mode,
+    integer dtypes, a view, any chunking, both kernels."""
+    attrs = dict(kernel_shape=[3, 3], strides=[2, 2], pads=pads, auto_pad="NOTSET", ceil_mode=ceil_mode)
+    x = _input(np.random.default_rng(seed), 1, 2, [H, W], view, dtype)
+    want = rpool.MaxPool(x, **attrs)[0]
+    xx, (kh, kw), (sh, sw), (oh, ow), begin, _ = _plan(x, attrs)
+    assert ow >= kpool.PAIRED_MIN_WIDTH
+    np.testing.assert_array_equal(kpool.max_pool_values(x, **attrs), want)
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    for rows in (kpool.max_pool_rows, kpool.max_pool_rows_serial):
+        y = np.empty((xx.shape[0], xx.shape[1], oh, ow), x.dtype)
+        rows(xx, y, kh, kw, sh, sw, begin[0], begin[1], x.dtype.type(low), chunks)
+        np.testing.assert_array_equal(y.reshape(want.shape), want)
+
+
+@SETTINGS
 @given(configs(), st.integers(0, 1), st.sampled_from([np.float32, np.float64]), st.integers(1, 3))
 def test_avg_pool_rows_match_reference(cfg, count_include_pad, dtype, chunks):
     N, C, spatial, attrs, view, seed = cfg
