@@ -121,10 +121,10 @@ def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw, low, chunks):
     row end, never copied out). 2x2 and 3x3 windows with stride 2 take their 2 or 3 columns in one
     loop — on rows of ``PAIRED_MIN_WIDTH`` outputs or more a 3x3 in two: each pair of columns
     (2t, 2t + 1) in one step, then the pairs' maxima against the next even column, both runs (the
-    one loop read every other value). The comparisons are plain ``t > m``, which LLVM turns into vector max instructions; a
-    NaN-aware one (``t > m or t != t``) made every loop scalar, 1.3-2x slower: a float x holding a
-    NaN never comes here (``has_nan``, :func:`prepare_pool`). The (n, c) planes are split into
-    ``chunks`` (one a thread).
+    one loop read every other value). The comparisons are plain ``t > m``, which LLVM turns into
+    vector max instructions; a NaN-aware one (``t > m or t != t``) made every loop scalar, 1.3-2x
+    slower: a float x holding a NaN never comes here (``has_nan``, :func:`prepare_pool`). The
+    (n, c) planes are split into ``chunks`` (one a thread).
     """
     N, C, H, W = x.shape
     _, _, oh, ow = y.shape
