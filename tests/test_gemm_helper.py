@@ -206,5 +206,6 @@ def test_a_forked_child_starts_its_own_helper():
             "print('ok' if os.waitstatus_to_exitcode(status) == 0 else 'child failed')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     if out.stdout.strip() == "skip":
-        pytest.skip("no spinning helper: NumPy's BLAS has no cblas functions, or MINIRT_SPIN=0 / NUMBA_DISABLE_JIT=1")
+        pytest.skip("no spinning helper in the child: NumPy's BLAS is not an OpenBLAS with cblas_?gemm/?gemv, "
+                    "or MINIRT_SPIN=0 / NUMBA_DISABLE_JIT=1 is set")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -78,7 +78,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from minirt.kernels.spin import Pieces, gemm_helper
+from minirt.kernels.spin import PIN_BLAS, Pieces, gemm_helper
 
 OPENBLAS_SERIAL_FLOPS = 2 * 4 * 65536  # OpenBLAS itself runs products below this on one thread
 SPLIT_MIN_FLOPS = 5e6  # below: one thread (a 64x576x3136 conv is 231e6)
@@ -259,7 +259,6 @@ def matmul(a, b, out=None):
             blas.set_num_threads(threads)
 
 
-PIN_BLAS = os.environ.get("MINIRT_PIN_BLAS", "1") != "0"  # MINIRT_PIN_BLAS=0: leave them be
 PIN_TRIES = 3  # looks for the workers per process at most (none found: a busy machine, or none)
 _pinned: list[int] = []  # the thread ids of this process's OpenBLAS workers, pinned
 _pin_tries = 0

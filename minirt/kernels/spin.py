@@ -61,6 +61,7 @@ JOB_FIELDS = 14  # int64 fields of a job (see _run_job)
 SPIN_TURNS = 12_000  # turns of the spin loop (~25 ns each here: ~0.3 ms) before the helper sleeps ...
 WAIT_TURNS = 40_000  # ... and before the caller, waiting for the helper's part, yields its core
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+PIN_BLAS = os.environ.get("MINIRT_PIN_BLAS", "1") != "0"  # 0: neither the helper nor OpenBLAS's workers pinned
 
 
 # ----------------------------------------------------------------------------- atomics, by hand
@@ -375,7 +376,7 @@ def _pin_to_the_other_cpu() -> None:
     ``gemm.pin_blas_workers`` pins OpenBLAS's workers, and for the same reason: woken after a
     pause, an unpinned thread was queued on the CPU of the thread that woke it (the caller, unpinned,
     is moved off instead). ``MINIRT_PIN_BLAS=0`` leaves it alone."""
-    if os.environ.get("MINIRT_PIN_BLAS", "1") == "0" or not hasattr(os, "sched_setaffinity"):
+    if not PIN_BLAS or not hasattr(os, "sched_setaffinity"):
         return
     try:
         cpus = sorted(os.sched_getaffinity(0))
